@@ -1,0 +1,85 @@
+"""Native TensorRT backend: serialized engines from export/tensorrt.py, CUDA memory managed through torch.
+
+NOTE: written against the TensorRT 10 Python API and not run on the development machine (no GPU, and
+TensorRT does not install from its registries). ONNX Runtime's TensorRT execution provider is the other
+route to TensorRT (`load_engine(..., backend="onnxruntime", device="tensorrt")`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from streamdetect.engines.base import Engine
+from streamdetect.errors import EngineError
+from streamdetect.export.formats import graph_path
+from streamdetect.export.tensorrt import build_engines, import_trt, read_engine
+from streamdetect.model.card import ModelCard
+
+
+class _Graph:
+    """One deserialized engine with its execution context; runs batches in chunks of at most max_faces."""
+
+    def __init__(self, trt, runtime, path: Path):
+        import torch
+
+        self.torch = torch
+        self.header, blob = read_engine(path)
+        self.engine = runtime.deserialize_cuda_engine(blob)
+        if self.engine is None:
+            raise EngineError(f"TensorRT could not deserialize {path}: built by another TensorRT version or GPU; delete it")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if n not in self.inputs]
+        self.max_faces = self.engine.get_tensor_profile_shape(self.inputs[0], 0)[2][0]
+        self.dtypes = {n: getattr(torch, np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))).name) for n in names}
+        self.stream = torch.cuda.Stream()
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        n = arrays[0].shape[0]
+        if n == 0:  # the profile starts at 1 face (TensorRT rejects a 0 batch); a frame without faces needs no call
+            return [np.zeros((0, *tuple(self.engine.get_tensor_shape(o))[1:]), np.float32) for o in self.outputs]
+        chunks = [self._run([a[i : i + self.max_faces] for a in arrays]) for i in range(0, n, self.max_faces)]
+        return [np.concatenate(parts) for parts in zip(*chunks)]
+
+    def _run(self, arrays):
+        torch = self.torch
+        keep = []
+        with torch.cuda.stream(self.stream):
+            for name, array in zip(self.inputs, arrays):
+                t = torch.from_numpy(array).to("cuda", self.dtypes[name], non_blocking=True)
+                self.context.set_input_shape(name, tuple(t.shape))
+                self.context.set_tensor_address(name, t.data_ptr())
+                keep.append(t)
+            outs = []
+            for name in self.outputs:
+                t = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=self.dtypes[name], device="cuda")
+                self.context.set_tensor_address(name, t.data_ptr())
+                outs.append(t)
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise EngineError("TensorRT execution failed (see the TensorRT log)")
+        self.stream.synchronize()
+        return [o.float().cpu().numpy() for o in outs]
+
+
+class TensorRTEngine(Engine):
+    name = "tensorrt"
+    on_gpu = True
+
+    def __init__(self, export_dir: str | Path, fp16: bool = True, max_faces: int = 32):
+        trt = import_trt()
+        folder = build_engines(export_dir, fp16=fp16, max_faces=max_faces)  # no-op when cached
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.encoder = _Graph(trt, runtime, graph_path(folder, "encoder", "tensorrt"))
+        self.stepper = _Graph(trt, runtime, graph_path(folder, "step", "tensorrt"))
+        self.card = ModelCard.from_json(json.dumps(self.encoder.header["card"]), source=str(folder))
+        self.device = f"TensorRT {trt.__version__} {folder.name}"
+
+    def encode(self, crops: np.ndarray) -> np.ndarray:
+        return self.encoder(self.check_crops(crops))[0]
+
+    def _step(self, features, h, c):
+        return tuple(self.stepper(features, h, c))

@@ -1,0 +1,29 @@
+"""Export: torch model -> validated ONNX graphs (+ TensorRT engines), all driven by formats.EXPORT_FORMATS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamdetect.export.formats import CARD_FILE, EXPORT_FORMATS, GRAPHS, check_options, graph_path
+
+__all__ = ["CARD_FILE", "EXPORT_FORMATS", "GRAPHS", "export_model", "graph_path", "is_export_dir"]
+
+
+def is_export_dir(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_dir() and (path / CARD_FILE).is_file() and all(graph_path(path, g).is_file() for g in GRAPHS)
+
+
+def export_model(checkpoint, out_dir, fmt: str = "onnx", fp16: bool = False, max_faces: int = 32):
+    """Export a checkpoint (path or loaded model) to out_dir. ONNX always; TensorRT engines on top when asked."""
+    from streamdetect.export.onnx import export_onnx
+    from streamdetect.model import DeepfakeDetector, load_checkpoint
+
+    spec = check_options(fmt, fp16)
+    model = checkpoint if isinstance(checkpoint, DeepfakeDetector) else load_checkpoint(checkpoint)
+    reports = export_onnx(model, out_dir)
+    if spec.name == "tensorrt":
+        from streamdetect.export.tensorrt import build_engines
+
+        build_engines(out_dir, fp16=fp16, max_faces=max_faces)
+    return reports

@@ -1,0 +1,133 @@
+"""The `streamdetect` command: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from streamdetect.errors import StreamDetectError
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from streamdetect.model.backbones import BACKBONES
+
+    p.add_argument("--backbone", default="resnext50_32x4d", choices=list(BACKBONES), help="frame encoder (default: the paper's)")
+    p.add_argument("--input-size", type=int, default=112, choices=(112, 224), help="face crop size in pixels")
+    p.add_argument("--hidden-size", type=int, default=2048, help="LSTM hidden size (paper: 2048)")
+    p.add_argument("--fusion", action="store_true", help="concatenate CNN features with the LSTM output before the FC")
+    p.add_argument("--pretrained", action="store_true", help="start from the packaged ImageNet weights (mobilenet_v2, efficientnet_lite0)")
+    p.add_argument("--backbone-weights", metavar="PATH", help="a torchvision weights file for the backbone")
+
+
+def cmd_init(args) -> int:
+    import torch
+
+    from streamdetect.model import ModelConfig, new_model, save_checkpoint
+
+    torch.manual_seed(args.seed)
+    config = ModelConfig(backbone=args.backbone, input_size=args.input_size, hidden_size=args.hidden_size, fusion=args.fusion)
+    model = new_model(config, pretrained_backbone=args.backbone_weights or args.pretrained)
+    print(f"wrote {save_checkpoint(model, args.out)} ({config})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from streamdetect.export import export_model
+
+    for report in export_model(args.checkpoint, args.out, fmt=args.format, fp16=args.fp16, max_faces=args.max_faces):
+        print(f"validated {report}")
+    print(f"exported to {args.out}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from streamdetect.bench import default_model, format_table, run_bench, write_json
+
+    model = args.model or default_model()
+    desc = str(model) if args.model else "paper configuration: ResNeXt50_32x4d @112 + LSTM-2048 (random weights)"
+    results = run_bench(model, args.backend or None, args.batch or None, min_seconds=args.seconds)
+    if not results:
+        print("no backend could run the model (see warnings above)", file=sys.stderr)
+        return 1
+    print(format_table(results, desc))
+    if args.json:
+        write_json(results, args.json, desc)
+    return 0
+
+
+def cmd_backends(args) -> int:
+    from streamdetect.engines.registry import BACKENDS, unavailable_reason
+
+    for name in BACKENDS:
+        reason = unavailable_reason(name)
+        print(f"{name:<12} {'available' if reason is None else 'unavailable: ' + reason}")
+    return 0
+
+
+def cmd_card(args) -> int:
+    from pathlib import Path
+
+    from streamdetect.export import CARD_FILE
+    from streamdetect.model import ModelCard, read_card
+
+    path = Path(args.model)
+    card = ModelCard.from_json((path / CARD_FILE).read_text(), str(path)) if path.is_dir() else read_card(path)
+    print(card.to_json())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from streamdetect import __version__
+    from streamdetect.engines.registry import BACKENDS
+    from streamdetect.export.formats import EXPORT_FORMATS
+
+    parser = argparse.ArgumentParser(prog="streamdetect", description="Real-time deepfake face detection.")
+    parser.add_argument("--version", action="version", version=f"streamdetect {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="write a new, randomly initialised model checkpoint")
+    p.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_model_args(p)
+    p.set_defaults(fn=cmd_init)
+
+    p = sub.add_parser("export", help="export a checkpoint to validated ONNX graphs (and TensorRT engines)")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--format", default="onnx", choices=list(EXPORT_FORMATS))
+    p.add_argument("--fp16", action="store_true", help="TensorRT: build the encoder in FP16")
+    p.add_argument("--max-faces", type=int, default=32, help="TensorRT profile: most faces per call")
+    p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("bench", help="encoder and step speed per backend on this machine")
+    p.add_argument("--model", help="checkpoint or export directory (default: the paper's configuration)")
+    p.add_argument("--backend", action="append", choices=list(BACKENDS), help="repeatable; default: all available")
+    p.add_argument("--batch", type=int, action="append", help="repeatable; default 1 and 8 (CPU), up to 256 (GPU)")
+    p.add_argument("--seconds", type=float, default=2.0, help="minimum measuring time per case")
+    p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
+    p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("backends", help="list inference backends and whether they can run here")
+    p.set_defaults(fn=cmd_backends)
+
+    p = sub.add_parser("card", help="print the model card of a checkpoint or export directory")
+    p.add_argument("model")
+    p.set_defaults(fn=cmd_card)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        return args.fn(args)
+    except (StreamDetectError, ValueError, OSError) as exc:
+        print(f"streamdetect {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""One short exception tree. Every message names the problem and the fix."""
+
+
+class StreamDetectError(Exception):
+    """Base of every error StreamDetect raises on purpose."""
+
+
+class ModelError(StreamDetectError):
+    """A model could not be built or loaded."""
+
+
+class CheckpointError(ModelError):
+    """A checkpoint file is missing, truncated, foreign or does not match its model card."""
+
+
+class IncompatibleModelError(ModelError):
+    """A model file was written by a newer or different StreamDetect format."""
+
+
+class WeightsNotFoundError(ModelError):
+    """Pretrained backbone weights were asked for but are not installed."""
+
+
+class ExportError(StreamDetectError):
+    """Export to ONNX or TensorRT failed."""
+
+
+class ValidationError(ExportError):
+    """An exported graph disagrees with torch; nothing was written."""
+
+
+class EngineError(StreamDetectError):
+    """An inference backend could not be loaded or run."""
+
+
+class MissingDependencyError(EngineError):
+    """An optional dependency is not installed; the message names the extra that provides it."""
+
+    def __init__(self, package: str, extra: str, purpose: str):
+        self.package, self.extra = package, extra
+        super().__init__(
+            f"{purpose} needs the Python package '{package}', which is not installed. "
+            f"Install it with: pip install 'streamdetect[{extra}]'"
+        )

@@ -1,0 +1,92 @@
+"""Model configuration and model card: everything a runtime needs to use a model correctly.
+
+The card travels inside every model file (safetensors metadata, ONNX metadata_props, TensorRT header) so a
+crop size, normalisation or label order can never silently differ between training and serving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from streamdetect import __version__
+from streamdetect.errors import IncompatibleModelError
+
+# Bump when the meaning of stored tensors or card fields changes; loaders refuse newer formats.
+CARD_FORMAT = 1
+LABELS = ("real", "fake")  # index 1 is "fake": p_fake = softmax(logits)[..., 1]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture. The defaults are the paper's: ResNeXt50_32x4d @112 -> LSTM 2048 -> dropout 0.4 -> FC."""
+
+    backbone: str = "resnext50_32x4d"
+    input_size: int = 112
+    hidden_size: int = 2048
+    dropout: float = 0.4
+    # The paper's feature fusion: concatenate the frame's pooled CNN features with the LSTM output before the FC.
+    fusion: bool = False
+
+    def __post_init__(self):
+        from streamdetect.model.backbones import BACKBONES
+
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
+        if self.input_size not in (112, 224):
+            raise ValueError(f"input_size must be 112 or 224, got {self.input_size}")
+        if self.hidden_size < 1:
+            raise ValueError(f"hidden_size must be positive, got {self.hidden_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def feature_size(self) -> int:
+        from streamdetect.model.backbones import BACKBONES
+
+        return BACKBONES[self.backbone].feature_size
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is, how to feed it and how well it did. Serialised as JSON."""
+
+    config: ModelConfig = field(default_factory=ModelConfig)
+    name: str = "untrained"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    labels: tuple[str, ...] = LABELS
+    threshold: float = 0.5  # p_fake at or above this is "fake"
+    temperature: float = 1.0  # logits are divided by this before the softmax (calibration)
+    training_data: str = "none: randomly initialised"
+    metrics: dict = field(default_factory=dict)
+    version: str = __version__
+    format: int = CARD_FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model") -> ModelCard:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise IncompatibleModelError(f"{source}: the model card is not valid JSON ({exc})") from exc
+        if not isinstance(raw, dict) or "format" not in raw or "config" not in raw:
+            raise IncompatibleModelError(f"{source}: this is not a StreamDetect model card")
+        if raw["format"] > CARD_FORMAT:
+            raise IncompatibleModelError(
+                f"{source}: model card format {raw['format']} is newer than this StreamDetect "
+                f"({__version__}) understands (format {CARD_FORMAT}); upgrade with: pip install -U streamdetect"
+            )
+        try:
+            config = ModelConfig(**raw.pop("config"))
+            for key in ("mean", "std", "labels"):
+                raw[key] = tuple(raw[key])
+            return cls(config=config, **raw)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise IncompatibleModelError(f"{source}: the model card does not match this version ({exc})") from exc
+
+    def with_updates(self, **changes) -> ModelCard:
+        return dataclasses.replace(self, **changes)
