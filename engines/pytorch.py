@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,8 @@ class TorchEngine(Engine):
         self.fp16 = on_gpu if fp16 is None else fp16
         if self.fp16 and not on_gpu:
             raise EngineError("fp16 needs CUDA (CPU half-precision convolutions are slow or unsupported)")
-        model = model if isinstance(model, DeepfakeDetector) else load_checkpoint(model)
+        # A copy: moving/halving must not change the caller's model (it may feed another engine).
+        model = copy.deepcopy(model) if isinstance(model, DeepfakeDetector) else load_checkpoint(model)
         self.model = model.to(device).eval()
         self.dtype = torch.float16 if self.fp16 else torch.float32
         if self.fp16:

@@ -1,0 +1,78 @@
+"""The `streamdetect` command, run as a user runs it (a subprocess of the installed console script)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from streamdetect.model import read_card
+
+
+def run(*args, cwd=None, env=None):
+    exe = shutil.which("streamdetect") or sys.executable
+    cmd = [exe, *args] if exe.endswith("streamdetect") else [exe, "-m", "streamdetect.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "small.safetensors"
+    result = run("init", "--out", str(path), "--backbone", "mobilenet_v2", "--hidden-size", "32", "--fusion")
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def test_init_writes_the_requested_architecture(small_checkpoint):
+    card = read_card(small_checkpoint)
+    assert (card.config.backbone, card.config.hidden_size, card.config.fusion) == ("mobilenet_v2", 32, True)
+
+
+def test_export_then_bench_the_export(small_checkpoint, tmp_path):
+    out = tmp_path / "export"
+    result = run("export", str(small_checkpoint), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "validated encoder" in result.stdout and "validated step" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "encoder.onnx", "step.onnx"]
+
+    report = tmp_path / "bench.json"
+    result = run("bench", "--model", str(out), "--backend", "onnxruntime", "--batch", "2", "--seconds", "0", "--json", str(report))
+    assert result.returncode == 0, result.stderr
+    assert "hardware:" in result.stdout and "faces/s" in result.stdout
+    data = json.loads(report.read_text())
+    assert {(r["graph"], r["batch"]) for r in data["results"]} == {("encoder", 2), ("step", 2)}
+    assert all(r["faces_per_s"] > 0 and r["p95_ms"] >= r["p50_ms"] > 0 for r in data["results"])
+
+
+def test_bench_on_bundled_defaults(tmp_path):
+    """The quick start's main job: the paper's full model (ResNeXt50 + LSTM-2048), exported, validated, timed."""
+    import os
+
+    env = {**os.environ, "STREAMDETECT_CACHE": str(tmp_path)}
+    report = tmp_path / "bench.json"
+    result = run("bench", "--seconds", "0", "--batch", "1", "--json", str(report), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "step: max |onnx - torch|" in result.stderr  # the paper's graphs were validated before timing
+    backends = {r["backend"] for r in json.loads(report.read_text())["results"]}
+    assert {"onnxruntime", "torch"} <= backends
+    assert "vs torch" in result.stdout
+
+
+def test_errors_are_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
+    result = run("export", str(bad), "--out", str(tmp_path / "x"))
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "bad.safetensors" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    result = run("export", str(bad), "--out", str(tmp_path / "x"), "--fp16")
+    assert result.returncode == 2 and "--fp16 does not apply to onnx" in result.stderr
+
+
+def test_card_and_backends_commands(small_checkpoint):
+    result = run("card", str(small_checkpoint))
+    assert json.loads(result.stdout)["config"]["backbone"] == "mobilenet_v2"
+    result = run("backends")
+    assert "onnxruntime  available" in result.stdout and "tensorrt" in result.stdout
