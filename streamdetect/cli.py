@@ -77,6 +77,77 @@ def cmd_card(args) -> int:
     return 0
 
 
+def _service_config(args):
+    """A ServiceConfig from --config YAML, overridden by any flags given."""
+    import dataclasses
+
+    from streamdetect.config import ServiceConfig, ServerConfig, SourceConfig, load_config
+
+    cfg = load_config(args.config) if getattr(args, "config", None) else ServiceConfig()
+    changes = {}
+    if getattr(args, "source", None):
+        changes["sources"] = tuple(SourceConfig(url, transport=args.transport, realtime=args.realtime, loop=args.loop)
+                                   for url in args.source)
+    for key in ("model", "backend", "window"):
+        if getattr(args, key, None) is not None:
+            changes[key] = getattr(args, key)
+    server = {k: getattr(args, k) for k in ("host", "port", "token") if getattr(args, k, None) is not None}
+    if server:
+        changes["server"] = dataclasses.replace(cfg.server, **server)
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def cmd_serve(args) -> int:
+    import asyncio
+
+    from streamdetect.service import Service
+
+    service = Service(_service_config(args))
+
+    def ready(port):
+        host = service.config.server.host
+        names = ", ".join(w.name for w in service.pipeline.workers)
+        print(f"streamdetect serving {names}\n  WebSocket: ws://{host}:{port}/ws\n  health:    http://{host}:{port}/healthz\n"
+              f"  watch it:  python -m websockets ws://{host}:{port}/ws   (Ctrl-C stops)", flush=True)
+
+    try:
+        asyncio.run(service.run_forever(ready))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_scan(args) -> int:
+    from tqdm import tqdm
+
+    from streamdetect.scan import format_summary, scan, write_json
+    from streamdetect.service import load_runtime
+    from streamdetect.sources import parse_source
+
+    parse_source(args.video)  # a missing file or bad URL fails here, before models load
+    config = _service_config(args)
+    engine, detector = load_runtime(config)
+    try:
+        with tqdm(desc=f"scan {args.video}", unit="frame", leave=False) as bar:
+            result = scan(args.video, config, engine, detector, annotate=args.annotate, progress=bar.update)
+    finally:
+        detector.close()
+    print(format_summary(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    if args.annotate:
+        print(f"wrote {args.annotate}")
+    return 0
+
+
+def _add_runtime_args(p) -> None:
+    p.add_argument("--config", help="YAML service configuration (flags override it)")
+    p.add_argument("--model", help="checkpoint or export directory (default: the bundled model)")
+    p.add_argument("--backend", help="auto (default), onnxruntime, tensorrt or torch")
+    p.add_argument("--window", type=int, help="frames per score window W (default 20)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from streamdetect import __version__
     from streamdetect.engines.registry import BACKENDS
@@ -108,6 +179,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=2.0, help="minimum measuring time per case")
     p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("serve", help="run the live service: sources in, per-face confidence out over WebSockets")
+    p.add_argument("--source", action="append", help="file, rtsp://, http(s):// (HLS), webcam:N, screen:, lavfi:…; repeatable "
+                   "(default: the bundled sample clip)")
+    p.add_argument("--transport", default="tcp", choices=("tcp", "udp"), help="RTSP transport")
+    p.add_argument("--realtime", action="store_true", help="pace files to their timestamps, as if live")
+    p.add_argument("--loop", action="store_true", help="restart files when they end")
+    p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--token", help="require this shared token from clients")
+    _add_runtime_args(p)
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("scan", help="score one video file: per-face and whole-video verdicts")
+    p.add_argument("video")
+    p.add_argument("--json", metavar="OUT", help="write the result as JSON")
+    p.add_argument("--annotate", metavar="OUT.mp4", help="write the video with boxes, track ids and confidence")
+    _add_runtime_args(p)
+    p.set_defaults(fn=cmd_scan)
 
     p = sub.add_parser("backends", help="list inference backends and whether they can run here")
     p.set_defaults(fn=cmd_backends)

@@ -42,3 +42,27 @@ class MissingDependencyError(EngineError):
             f"{purpose} needs the Python package '{package}', which is not installed. "
             f"Install it with: pip install 'streamdetect[{extra}]'"
         )
+
+
+class StreamError(StreamDetectError):
+    """A video source failed."""
+
+
+class UnsupportedSourceError(StreamError):
+    """The source URL's scheme or form is not one StreamDetect can read."""
+
+
+class SourceOpenError(StreamError):
+    """The source could not be opened: missing file, not a video, unreachable host, refused stream."""
+
+
+class SourceLost(StreamError):
+    """A live source stopped delivering frames; it is being reconnected."""
+
+
+class EndOfStream(StreamError):
+    """A finite source (a file) has delivered its last frame."""
+
+
+class ConfigError(StreamDetectError):
+    """The service configuration is invalid; the message names the key."""

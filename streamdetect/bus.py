@@ -1,0 +1,67 @@
+"""Fan-out of messages from the processing thread to WebSocket clients, each with its own bounded queue.
+
+A slow subscriber must never stall the pipeline or the other subscribers: publishing never blocks, and a full
+client queue drops its oldest "scores" message first (newer scores supersede older ones: latest wins), then the
+oldest message of any type. Each client counts what it lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from streamdetect.messages import Message, Subscribe
+
+
+class ClientQueue:
+    def __init__(self, subscription: Subscribe, maxsize: int = 64):
+        self.subscription = subscription
+        self.maxsize = maxsize
+        self.items: deque = deque()
+        self.dropped = 0
+        self._event = asyncio.Event()
+
+    def put(self, data: dict, text: str) -> None:
+        if not self.subscription.wants(data):
+            return
+        if len(self.items) >= self.maxsize:
+            victim = next((i for i, (kind, _) in enumerate(self.items) if kind == "scores"), 0)
+            del self.items[victim]
+            self.dropped += 1
+        self.items.append((data["type"], text))
+        self._event.set()
+
+    async def get(self) -> str:
+        while not self.items:
+            self._event.clear()
+            await self._event.wait()
+        return self.items.popleft()[1]
+
+
+class Bus:
+    """Lives on the asyncio loop; `publish` may be called from any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client_queue_size: int = 64):
+        self.loop = loop
+        self.clients: set[ClientQueue] = set()
+        self.client_queue_size = client_queue_size
+        self.last_status: dict[str, str] = {}  # stream -> latest status JSON, replayed to new subscribers
+
+    def publish(self, message: Message) -> None:
+        self.loop.call_soon_threadsafe(self._deliver, message.to_dict(), message.to_json())
+
+    def _deliver(self, data: dict, text: str) -> None:
+        if data["type"] == "status":
+            self.last_status[data["stream"]] = (data, text)
+        for client in self.clients:
+            client.put(data, text)
+
+    def subscribe(self, subscription: Subscribe) -> ClientQueue:
+        client = ClientQueue(subscription, self.client_queue_size)
+        for data, text in self.last_status.values():
+            client.put(data, text)
+        self.clients.add(client)
+        return client
+
+    def unsubscribe(self, client: ClientQueue) -> None:
+        self.clients.discard(client)

@@ -1,0 +1,123 @@
+"""Service configuration: frozen dataclasses, loaded from YAML or built from CLI flags. Unknown keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamdetect.errors import ConfigError
+from streamdetect.scoring import ScoringConfig
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    url: str
+    name: str | None = None
+    transport: str = "tcp"  # RTSP over tcp (default) or udp
+    realtime: bool = False  # pace files to their timestamps, as if live
+    loop: bool = False  # start a file again when it ends (demos)
+    buffer: int | None = None  # frames buffered between decode and processing (default 2 live / 8 files)
+
+
+@dataclass(frozen=True)
+class FacesConfig:
+    model: str = "full_range"  # or "short_range" (faces within ~2 m, video calls)
+    min_score: float = 0.5
+    detect_every: int = 3  # run the detector every k frames; the tracker predicts in between
+    tiles: int | str = "auto"  # N x N tiled detection for small faces; auto: 2 for frames >= 720 px tall
+    tile_every: int = 15  # tiled passes are costly: run them every k frames (new small faces appear rarely)
+    min_face_px: int = 40
+    max_missed: int = 5  # detector runs a track may miss before it ends
+
+    def __post_init__(self):
+        if self.detect_every < 1 or self.tile_every < 1:
+            raise ValueError("faces.detect_every and faces.tile_every must be >= 1")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"  # loopback by default: exposing the service is a deliberate choice
+    port: int = 8765
+    token: str | None = None  # shared token; clients send "Authorization: Bearer T" or ?token=T
+    scores_hz: float = 10.0  # per-stream rate of "scores" messages (0: every processed frame)
+    status_interval_s: float = 1.0
+    thumbnails: bool = True  # attach a JPEG of the face to alerts
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    sources: tuple[SourceConfig, ...] = ()
+    model: str | None = None  # checkpoint or export directory; None: the default model
+    backend: str = "auto"
+    window: int = 20  # W: frames each score covers (the paper trains on 10..100)
+    faces: FacesConfig = field(default_factory=FacesConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+    def __post_init__(self):
+        if not 2 <= self.window <= 300:
+            raise ValueError(f"window must be between 2 and 300 frames, got {self.window}")
+        names = [s.name for s in self.sources if s.name]
+        if len(names) != len(set(names)):
+            raise ValueError(f"source names must be unique, got {names}")
+
+
+def load_config(path: str | Path) -> ServiceConfig:
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return from_dict(ServiceConfig, data or {}, str(path))
+
+
+def from_dict(cls, data, where: str = "config"):
+    """Build a (nested) frozen dataclass from plain data, naming the exact key on any error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _convert(hints[key], value, f"{where}.{key}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _convert(hint, value, where):
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if origin is tuple:  # tuple[X, ...]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list")
+        item = typing.get_args(hint)[0]
+        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is not type(None):
+                try:
+                    return _convert(arg, value, where)
+                except ConfigError:
+                    continue
+        raise ConfigError(f"{where}: {value!r} is not a valid {hint}")
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(hint, type) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,264 @@
+"""source -> faces (detect, track, crop) -> windows -> model step -> scoring -> messages.
+
+Threads: one decode thread per source (sources/pyav.py) and one processing thread here, which owns the engine
+and the face detector. Each round it takes at most one frame from every source that has one, so one busy stream
+cannot starve the others, and runs ONE encoder call for the usable faces of all streams and ONE step call for
+all their recurrent states. Messages leave through `publish` (thread-safe; the WebSocket bus in the service).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from streamdetect import messages as msg
+from streamdetect.config import ServiceConfig
+from streamdetect.faces.crop import align_crop
+from streamdetect.faces.quality import QualityThresholds, quality_flags
+from streamdetect.faces.tracker import FaceTracker
+from streamdetect.faces.types import Track
+from streamdetect.scoring import TrackScorer, Verdict
+from streamdetect.sources import SourceState, StatusEvent, VideoSource, parse_source
+from streamdetect.sources.base import END
+from streamdetect.windows import TrackWindow, step_tracks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FaceState:
+    """Everything the service keeps for one tracked face; dropped when the track ends."""
+
+    window: TrackWindow
+    scorer: TrackScorer
+
+
+@dataclass
+class FaceJob:
+    """One face in one frame, on its way through the batched model calls."""
+
+    track: Track
+    state: FaceState
+    crop: np.ndarray
+    flags: tuple[str, ...]
+    p_fake: float | None = None
+    change: Verdict | None = None
+    previous: Verdict = Verdict.UNKNOWN
+
+
+class RateMeter:
+    """Events per second over a sliding window of recent timestamps."""
+
+    def __init__(self, horizon_s: float = 3.0):
+        self.times: deque = deque()
+        self.horizon = horizon_s
+
+    def tick(self, now: float, n: int = 1) -> None:
+        self.times.extend([now] * n)
+
+    def rate(self, now: float) -> float:
+        while self.times and self.times[0] < now - self.horizon:
+            self.times.popleft()
+        return len(self.times) / self.horizon
+
+
+@dataclass
+class StreamWorker:
+    """Per-stream processing state; touched only by the processing thread (except `state_changed`)."""
+
+    source: VideoSource
+    tracker: FaceTracker
+    faces: dict[int, FaceState] = field(default_factory=dict)
+    frames: int = 0
+    input_meter: RateMeter = field(default_factory=RateMeter)
+    processed_meter: RateMeter = field(default_factory=RateMeter)
+    latencies: deque = field(default_factory=lambda: deque(maxlen=300))
+    last_decoded: int = 0
+    last_scores_at: float = 0.0
+    last_status_at: float = 0.0
+    state_changed: bool = True
+    finished: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+
+class Pipeline:
+    def __init__(self, config: ServiceConfig, engine, detector, publish: Callable[[msg.Message], None],
+                 on_frame: Callable | None = None):
+        self.cfg, self.engine, self.detector, self.publish = config, engine, detector, publish
+        self.on_frame = on_frame  # (frame, [FaceScore]) after each processed frame: annotation, previews
+        self.quality = QualityThresholds(min_face_px=config.faces.min_face_px)
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self.workers: list[StreamWorker] = []
+        for sc in config.sources:
+            spec = parse_source(sc.url, sc.name, sc.transport)
+            source = VideoSource(spec, on_status=self._on_status, buffer_size=sc.buffer, realtime=sc.realtime,
+                                 ready=self._ready, loop=sc.loop)
+            tracker = FaceTracker(max_missed=config.faces.max_missed)
+            self.workers.append(StreamWorker(source, tracker))
+        names = [w.name for w in self.workers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two sources have the same name {names}; give each a distinct name")
+        self._thread = threading.Thread(target=self._run, name="processing", daemon=True)
+        self.error: BaseException | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> Pipeline:
+        for w in self.workers:
+            w.source.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for w in self.workers:
+            w.source.stop()
+        self._thread.join(10)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every source has finished (files); True if they did."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _on_status(self, event: StatusEvent) -> None:  # decode threads
+        for w in self.workers:
+            if w.name == event.stream:
+                w.state_changed = True
+                if event.state in (SourceState.RECONNECTING, SourceState.OFFLINE) and event.detail:
+                    log.warning("%s: %s: %s", event.stream, event.state.value, event.detail)
+        self._ready.set()
+
+    # -- processing thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._ready.wait(0.05)
+                self._ready.clear()
+                batch = []
+                for w in self.workers:
+                    item = None if w.finished else w.source.read()
+                    if item is END:
+                        self._finish(w)
+                    elif item is not None:
+                        batch.append((w, item))
+                if batch:
+                    self._process(batch)
+                    self._ready.set()  # more frames may be buffered: do not sleep before looking again
+                self._emit_status()
+                if self.workers and all(w.finished for w in self.workers):
+                    return
+        except BaseException as exc:  # surfaced to the caller (scan) instead of dying silently
+            self.error = exc
+            log.exception("processing thread failed")
+
+    def _process(self, batch) -> None:
+        jobs_per_frame = []
+        for w, frame in batch:
+            try:
+                jobs_per_frame.append(self._faces(w, frame))
+            except Exception as exc:  # one stream's bad frame must not stop the others
+                log.exception("%s: frame %d failed", w.name, frame.index)
+                self.publish(msg.Error(f"{w.name}: frame {frame.index} could not be processed: {exc}"))
+                jobs_per_frame.append([])
+        usable = [j for jobs in jobs_per_frame for j in jobs if not j.flags]
+        if usable:
+            features = self.engine.encode(np.stack([j.crop for j in usable]))
+            for job, p in zip(usable, step_tracks(self.engine, [j.state.window for j in usable], features)):
+                job.p_fake = p
+                job.previous = job.state.scorer.verdict
+                job.change = job.state.scorer.update(p, job.state.window.scores)
+        now = time.monotonic()
+        for (w, frame), jobs in zip(batch, jobs_per_frame):
+            self._emit_frame(w, frame, jobs, now)
+
+    def _faces(self, w: StreamWorker, frame) -> list[FaceJob]:
+        fc = self.cfg.faces
+        if w.frames % fc.detect_every == 0:
+            tiled = (w.frames // fc.detect_every) % max(1, fc.tile_every // fc.detect_every) == 0
+            update = w.tracker.update(self.detector.detect(frame.rgb, tiled=tiled))
+        else:
+            update = w.tracker.predict_only()
+        w.frames += 1
+        for track_id in update.ended:
+            self._end_track(w, track_id)
+        size = self.engine.card.config.input_size
+        jobs = []
+        for track in update.active:
+            state = w.faces.get(track.track_id)
+            if state is None:
+                state = w.faces[track.track_id] = FaceState(
+                    TrackWindow(self.cfg.window, self.engine.card.config.hidden_size),
+                    TrackScorer(self.cfg.scoring, self.engine.card.threshold))
+            crop = align_crop(frame.rgb, track.detection, size)
+            jobs.append(FaceJob(track, state, crop, quality_flags(crop, track.detection, self.quality)))
+        return jobs
+
+    def _emit_frame(self, w: StreamWorker, frame, jobs: list[FaceJob], now: float) -> None:
+        w.processed_meter.tick(now)
+        latency_ms = (now - frame.captured_at) * 1e3
+        w.latencies.append(latency_ms)
+        faces = [msg.FaceScore(j.track.track_id, j.track.box.as_list(), _r(j.p_fake), _r(j.state.scorer.confidence),
+                               j.state.scorer.verdict.value, j.state.scorer.usable, list(j.flags)) for j in jobs]
+        for j in jobs:
+            if j.change is not None and not (j.previous is Verdict.UNKNOWN and j.change is Verdict.CLEAR):
+                self.publish(msg.Alert(w.name, j.track.track_id, j.change.value, j.previous.value,
+                                       _r(j.state.scorer.confidence), j.track.box.as_list(), frame.pts,
+                                       _jpeg(j.crop) if self.cfg.server.thumbnails else None))
+        interval = 1.0 / self.cfg.server.scores_hz if self.cfg.server.scores_hz > 0 else 0.0
+        if now - w.last_scores_at >= interval:
+            w.last_scores_at = now
+            self.publish(msg.Scores(w.name, frame.index, frame.pts, round(latency_ms, 1), faces))
+        if self.on_frame is not None:
+            self.on_frame(frame, faces)
+
+    def _end_track(self, w: StreamWorker, track_id: int) -> None:
+        state = w.faces.pop(track_id, None)  # frees the track's recurrent state and window
+        if state is not None:
+            self.publish(msg.TrackEnd(w.name, track_id, state.scorer.usable, _r(state.scorer.confidence),
+                                      state.scorer.verdict.value))
+
+    def _finish(self, w: StreamWorker) -> None:
+        w.finished = True
+        for track_id in w.tracker.reset():
+            self._end_track(w, track_id)
+        w.state_changed = True
+
+    def _emit_status(self) -> None:
+        now = time.monotonic()
+        for w in self.workers:
+            decoded = w.source.decoded
+            if decoded > w.last_decoded:
+                w.input_meter.tick(now, decoded - w.last_decoded)
+                w.last_decoded = decoded
+            if not w.state_changed and now - w.last_status_at < self.cfg.server.status_interval_s:
+                continue
+            w.state_changed, w.last_status_at = False, now
+            self.publish(self.status(w, now))
+
+    def status(self, w: StreamWorker, now: float | None = None) -> msg.Status:
+        now = time.monotonic() if now is None else now
+        lat = np.array(w.latencies) if w.latencies else None
+        return msg.Status(
+            w.name, w.source.state.value, round(w.input_meter.rate(now), 1), round(w.processed_meter.rate(now), 1),
+            None if lat is None else {"p50": round(float(np.percentile(lat, 50)), 1), "p95": round(float(np.percentile(lat, 95)), 1)},
+            w.source.buffer.dropped, w.source.corrupt_packets, len(w.faces), w.source.last_error)
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
+
+
+def _jpeg(crop: np.ndarray) -> str:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return base64.b64encode(data.tobytes()).decode() if ok else None

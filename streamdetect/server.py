@@ -1,0 +1,106 @@
+"""The WebSocket server: `/ws` pushes JSON messages, `/healthz` answers plain HTTP. Loopback unless configured.
+
+Clients may filter at connect time (`/ws?streams=cam1,cam2&types=scores,alert`) or later by sending
+{"type": "subscribe", "streams": [...], "types": [...]}. With a token configured, a client must send
+"Authorization: Bearer TOKEN" or `?token=TOKEN` (browsers cannot set headers on WebSockets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import http
+import json
+import logging
+from typing import Callable
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from streamdetect.bus import Bus
+from streamdetect.messages import MESSAGE_TYPES, Error, Subscribe
+
+log = logging.getLogger(__name__)
+
+
+def _query(path: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(path).query)
+
+
+def _csv(values: list[str] | None) -> frozenset[str] | None:
+    if not values:
+        return None
+    return frozenset(v for part in values for v in part.split(",") if v)
+
+
+class WebSocketServer:
+    def __init__(self, bus: Bus, hello: Callable[[], str], health: Callable[[], dict], host: str = "127.0.0.1",
+                 port: int = 8765, token: str | None = None):
+        self.bus, self.hello, self.health = bus, hello, health
+        self.host, self.port, self.token = host, port, token
+        self._server = None
+
+    async def start(self) -> int:
+        self._server = await serve(self._handle, self.host, self.port, process_request=self._http,
+                                   max_size=2**16, ping_interval=20, ping_timeout=20)
+        self.port = self._server.sockets[0].getsockname()[1]  # the real port when asked for port 0
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def _authorised(self, request) -> bool:
+        if not self.token:
+            return True
+        header = request.headers.get("Authorization", "")
+        given = header[7:] if header.startswith("Bearer ") else (_query(request.path).get("token") or [""])[0]
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    def _http(self, connection: ServerConnection, request):
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            body = json.dumps(self.health()).encode()
+            response = connection.respond(http.HTTPStatus.OK, body.decode())
+            response.headers["Content-Type"] = "application/json"
+            return response
+        if path != "/ws":
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "not found: connect to /ws (WebSocket) or GET /healthz\n")
+        if not self._authorised(request):
+            return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n")
+        return None  # proceed with the WebSocket handshake
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        query = _query(ws.request.path)
+        try:
+            subscription = Subscribe(_csv(query.get("streams")), _csv(query.get("types")))
+            if subscription.types and not subscription.types <= set(MESSAGE_TYPES):
+                raise ValueError(f"unknown message types {sorted(subscription.types - set(MESSAGE_TYPES))}")
+        except ValueError as exc:
+            await ws.send(Error(f"bad subscription in URL: {exc}").to_json())
+            await ws.close(1008, "bad subscription")
+            return
+        await ws.send(self.hello())
+        client = self.bus.subscribe(subscription)
+        writer = asyncio.create_task(self._write(ws, client))
+        try:
+            async for text in ws:  # client -> server: subscription changes only
+                try:
+                    client.subscription = Subscribe.parse(text)
+                except ValueError as exc:
+                    await ws.send(Error(f"ignored message: {exc}").to_json())
+        except ConnectionClosed:
+            pass
+        finally:
+            writer.cancel()
+            self.bus.unsubscribe(client)
+
+    @staticmethod
+    async def _write(ws: ServerConnection, client) -> None:
+        try:
+            while True:
+                await ws.send(await client.get())
+        except ConnectionClosed:
+            pass

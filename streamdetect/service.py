@@ -1,0 +1,88 @@
+"""The live service: pipeline (threads) + bus + WebSocket server (asyncio), started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib.resources import files
+from pathlib import Path
+
+from streamdetect import __version__
+from streamdetect.bus import Bus
+from streamdetect.config import ServiceConfig, SourceConfig
+from streamdetect.messages import Hello
+from streamdetect.pipeline import Pipeline
+from streamdetect.server import WebSocketServer
+
+log = logging.getLogger(__name__)
+
+
+def sample_clip() -> Path:
+    """The bundled, redistributable sample clip (see streamdetect/samples/README.md)."""
+    return Path(str(files("streamdetect.samples") / "sample.mp4"))
+
+
+def default_model() -> Path:
+    """Until a trained model ships: the paper's architecture, randomly initialised (scores are meaningless)."""
+    from streamdetect.bench import default_model as paper_model
+
+    log.warning("no trained model is bundled yet: using a randomly initialised paper model (scores are meaningless)")
+    return paper_model()
+
+
+def load_runtime(config: ServiceConfig):
+    """Engine and face detector for a config (shared by `serve` and `scan`)."""
+    from streamdetect.engines import load_engine
+    from streamdetect.faces.detector import MediaPipeFaceDetector
+
+    engine = load_engine(config.model or default_model(), backend=config.backend)
+    fc = config.faces
+    detector = MediaPipeFaceDetector(fc.model, fc.min_score, fc.tiles)
+    return engine, detector
+
+
+class Service:
+    def __init__(self, config: ServiceConfig, engine=None, detector=None):
+        if not config.sources:
+            config = ServiceConfig(**{**config.__dict__, "sources": (SourceConfig(str(sample_clip()), "sample", realtime=True, loop=True),)})
+        self.config = config
+        self._runtime = (engine, detector) if engine is not None else None
+        self.pipeline: Pipeline | None = None
+        self.server: WebSocketServer | None = None
+        self.port: int | None = None
+
+    def hello(self) -> str:
+        card = self.pipeline.engine.card
+        model = {"name": card.name, "backbone": card.config.backbone, "input_size": card.config.input_size,
+                 "threshold": card.threshold, "window": self.config.window}
+        return Hello(f"streamdetect {__version__}", [w.name for w in self.pipeline.workers], model).to_json()
+
+    def health(self) -> dict:
+        streams = {w.name: w.source.state.value for w in self.pipeline.workers}
+        return {"status": "ok", "version": __version__, "streams": streams}
+
+    async def start(self) -> int:
+        engine, detector = self._runtime or load_runtime(self.config)
+        bus = Bus(asyncio.get_running_loop())
+        self.pipeline = Pipeline(self.config, engine, detector, bus.publish)
+        sc = self.config.server
+        self.server = WebSocketServer(bus, self.hello, self.health, sc.host, sc.port, sc.token)
+        self.port = await self.server.start()
+        self.pipeline.start()
+        return self.port
+
+    async def stop(self) -> None:
+        if self.pipeline is not None:
+            await asyncio.to_thread(self.pipeline.stop)
+            self.pipeline.detector.close()
+        if self.server is not None:
+            await self.server.close()
+
+    async def run_forever(self, on_ready=None) -> None:
+        port = await self.start()
+        if on_ready:
+            on_ready(port)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,82 @@
+"""Frames, source states and the named drop policy (roboflow's buffer strategies, reduced to the two we use)."""
+
+from __future__ import annotations
+
+import enum
+import queue
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    stream: str
+    index: int  # decoded frame counter since the source started (monotonic across reconnects)
+    pts: float | None  # the stream's own timestamp in seconds (None when the container has none)
+    captured_at: float  # time.monotonic() when decoded: the start of capture->push latency
+    rgb: np.ndarray  # (H, W, 3) uint8
+
+
+class SourceState(str, enum.Enum):
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    RECONNECTING = "reconnecting"
+    OFFLINE = "offline"  # gave up (a file that cannot be read, or retries exhausted)
+    ENDED = "ended"  # a file finished
+
+
+class DropPolicy(str, enum.Enum):
+    """What a full buffer does with a new frame."""
+
+    WAIT = "wait"  # files: the decoder waits, every frame is processed
+    DROP_OLDEST = "drop_oldest"  # live: the oldest buffered frame is discarded, latency stays bounded
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    stream: str
+    state: SourceState
+    detail: str = ""
+
+
+END = object()  # placed in the buffer after a finite source's last frame
+
+
+class FrameBuffer:
+    """A bounded hand-off between one decode thread and the processing thread, with a named drop policy."""
+
+    def __init__(self, size: int, policy: DropPolicy, ready: threading.Event | None = None):
+        self._q: queue.Queue = queue.Queue(maxsize=size)
+        self.policy = policy
+        self.dropped = 0
+        self._ready = ready  # shared by all sources: wakes the processing thread
+
+    def put(self, item, stop: threading.Event) -> bool:
+        """Add a frame (or END); False if `stop` was set while waiting."""
+        while not stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                break
+            except queue.Full:
+                if self.policy is DropPolicy.DROP_OLDEST and item is not END:
+                    try:
+                        self._q.get_nowait()
+                        self.dropped += 1
+                    except queue.Empty:
+                        pass
+        else:
+            return False
+        if self._ready is not None:
+            self._ready.set()
+        return True
+
+    def get_nowait(self):
+        try:
+            return self._q.get_nowait()
+        except queue.Empty:
+            return None
+
+    def __len__(self) -> int:
+        return self._q.qsize()

@@ -1,0 +1,153 @@
+"""One PyAV decode thread per source, with reconnect (exponential backoff + jitter) for live streams."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from streamdetect.errors import SourceOpenError
+from streamdetect.sources.base import END, DropPolicy, Frame, FrameBuffer, SourceState, StatusEvent
+from streamdetect.sources.spec import SourceSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial_s: float = 0.5
+    max_s: float = 10.0
+    factor: float = 2.0
+    max_attempts: int | None = None  # None: live streams retry for as long as the service runs
+
+    def delay(self, attempt: int) -> float:
+        """Equal jitter: half fixed, half random, so many cameras lost together do not retry in lockstep."""
+        d = min(self.max_s, self.initial_s * self.factor ** attempt)
+        return d / 2 + random.uniform(0, d / 2)
+
+
+class VideoSource:
+    def __init__(self, spec: SourceSpec, on_status: Callable[[StatusEvent], None] = lambda e: None,
+                 buffer_size: int | None = None, policy: DropPolicy | None = None, realtime: bool = False,
+                 backoff: Backoff = Backoff(), open_timeout_s: float = 5.0, read_timeout_s: float = 5.0,
+                 ready: threading.Event | None = None, loop: bool = False):
+        self.spec = spec
+        self.policy = policy or (DropPolicy.DROP_OLDEST if spec.live else DropPolicy.WAIT)
+        self.buffer = FrameBuffer(buffer_size or (2 if self.policy is DropPolicy.DROP_OLDEST else 8), self.policy, ready)
+        self.realtime, self.backoff, self.loop = realtime, backoff, loop
+        self.timeouts = (open_timeout_s, read_timeout_s)
+        self.on_status = on_status
+        self.state = SourceState.CONNECTING
+        self.decoded = self.corrupt_packets = 0
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"decode:{spec.name}", daemon=True)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def start(self) -> VideoSource:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def read(self):
+        """The next buffered Frame, END after a finite source's last frame, or None if nothing is ready."""
+        return self.buffer.get_nowait()
+
+    # -- decode thread ---------------------------------------------------------------------------------
+    def _set_state(self, state: SourceState, detail: str = "") -> None:
+        self.state = state
+        self.last_error = detail  # cleared when the source is back online
+        self.on_status(StatusEvent(self.name, state, detail))
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                container = self._open()
+            except SourceOpenError as exc:
+                if not self.spec.live:
+                    self._set_state(SourceState.OFFLINE, str(exc))
+                    self.buffer.put(END, self._stop)
+                    return
+                if self.backoff.max_attempts is not None and attempt >= self.backoff.max_attempts:
+                    self._set_state(SourceState.OFFLINE, f"gave up after {attempt} attempts: {exc}")
+                    return
+                delay = self.backoff.delay(attempt)
+                attempt += 1
+                self._set_state(SourceState.RECONNECTING, f"{exc}; retrying in {delay:.1f} s")
+                self._stop.wait(delay)
+                continue
+            attempt = 0
+            self._set_state(SourceState.ONLINE)
+            error = self._decode(container)
+            if self._stop.is_set():
+                return
+            if not self.spec.live:
+                if not error and self.loop:
+                    continue
+                if error:
+                    self._set_state(SourceState.OFFLINE, error)
+                else:
+                    self._set_state(SourceState.ENDED)
+                self.buffer.put(END, self._stop)
+                return
+            self._set_state(SourceState.RECONNECTING, error or "stream ended")
+
+    def _open(self):
+        import av
+
+        try:
+            container = av.open(self.spec.target, format=self.spec.format, options=dict(self.spec.options),
+                                timeout=self.timeouts)
+        except FileNotFoundError as exc:
+            raise SourceOpenError(f"{self.spec.url}: not found ({exc.strerror or exc})") from exc
+        except av.error.InvalidDataError as exc:
+            raise SourceOpenError(f"{self.spec.url}: not a video FFmpeg can read, or truncated/corrupt ({exc})") from exc
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SourceOpenError(f"{self.spec.url}: cannot open ({exc})") from exc
+        if not container.streams.video:
+            container.close()
+            raise SourceOpenError(f"{self.spec.url}: has no video stream")
+        return container
+
+    def _decode(self, container) -> str:
+        """Decode until the end, an error or stop; return the error text ('' for a clean end)."""
+        import av
+
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        started, first_pts = time.monotonic(), None
+        try:
+            for packet in container.demux(stream):
+                if self._stop.is_set():
+                    return ""
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
+                    self.corrupt_packets += 1  # one bad packet must not end the stream
+                    continue
+                for frame in frames:
+                    pts = float(frame.time) if frame.time is not None else None
+                    if self.realtime and pts is not None:
+                        first_pts = pts if first_pts is None else first_pts
+                        wait = started + (pts - first_pts) - time.monotonic()
+                        if wait > 0 and self._stop.wait(wait):
+                            return ""
+                    item = Frame(self.name, self.decoded, pts, time.monotonic(), frame.to_ndarray(format="rgb24"))
+                    self.decoded += 1
+                    if not self.buffer.put(item, self._stop):
+                        return ""
+            return ""
+        except (av.error.FFmpegError, OSError) as exc:
+            return f"stream lost: {exc}"
+        finally:
+            container.close()
