@@ -21,6 +21,7 @@ import numpy as np
 
 from streamdetect import messages as msg
 from streamdetect.config import ServiceConfig
+from streamdetect.errors import StreamError
 from streamdetect.faces.crop import align_crop
 from streamdetect.faces.quality import QualityThresholds, quality_flags
 from streamdetect.faces.tracker import FaceTracker
@@ -101,10 +102,13 @@ class Pipeline:
         self._ready = threading.Event()
         self._stop = threading.Event()
         self.workers: list[StreamWorker] = []
-        for sc in config.sources:
-            spec = parse_source(sc.url, sc.name, sc.transport)
-            source = VideoSource(spec, on_status=self._on_status, buffer_size=sc.buffer, realtime=sc.realtime,
-                                 ready=self._ready, loop=sc.loop)
+        for i, sc in enumerate(config.sources):
+            options = dict(on_status=self._on_status, buffer_size=sc.buffer, realtime=sc.realtime, ready=self._ready,
+                           loop=sc.loop)
+            try:
+                source = VideoSource(parse_source(sc.url, sc.name, sc.transport), **options)
+            except StreamError as exc:  # one bad source must not keep the others from running
+                source = VideoSource.failed(sc.name or f"source{i + 1}", sc.url, str(exc), **options)
             tracker = FaceTracker(max_missed=config.faces.max_missed)
             self.workers.append(StreamWorker(source, tracker))
         names = [w.name for w in self.workers]

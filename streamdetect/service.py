@@ -30,14 +30,16 @@ def default_model() -> Path:
     return paper_model()
 
 
-def load_runtime(config: ServiceConfig):
-    """Engine and face detector for a config (shared by `serve` and `scan`)."""
+def load_runtime(config: ServiceConfig, engine=None, detector=None):
+    """Engine and face detector for a config (shared by `serve` and `scan`); given ones are kept."""
     from streamdetect.engines import load_engine
     from streamdetect.faces.detector import MediaPipeFaceDetector
 
-    engine = load_engine(config.model or default_model(), backend=config.backend)
-    fc = config.faces
-    detector = MediaPipeFaceDetector(fc.model, fc.min_score, fc.tiles)
+    if engine is None:
+        engine = load_engine(config.model or default_model(), backend=config.backend)
+    if detector is None:
+        fc = config.faces
+        detector = MediaPipeFaceDetector(fc.model, fc.min_score, fc.tiles)
     return engine, detector
 
 
@@ -46,7 +48,8 @@ class Service:
         if not config.sources:
             config = ServiceConfig(**{**config.__dict__, "sources": (SourceConfig(str(sample_clip()), "sample", realtime=True, loop=True),)})
         self.config = config
-        self._runtime = (engine, detector) if engine is not None else None
+        self._runtime = (engine, detector)
+        self._owns_detector = detector is None
         self.pipeline: Pipeline | None = None
         self.server: WebSocketServer | None = None
         self.port: int | None = None
@@ -62,7 +65,7 @@ class Service:
         return {"status": "ok", "version": __version__, "streams": streams}
 
     async def start(self) -> int:
-        engine, detector = self._runtime or load_runtime(self.config)
+        engine, detector = load_runtime(self.config, *self._runtime)
         bus = Bus(asyncio.get_running_loop())
         self.pipeline = Pipeline(self.config, engine, detector, bus.publish)
         sc = self.config.server
@@ -74,7 +77,8 @@ class Service:
     async def stop(self) -> None:
         if self.pipeline is not None:
             await asyncio.to_thread(self.pipeline.stop)
-            self.pipeline.detector.close()
+            if self._owns_detector:
+                self.pipeline.detector.close()
         if self.server is not None:
             await self.server.close()
 

@@ -40,3 +40,60 @@ def small_model(backbone="mobilenet_v2", hidden=32, fusion=False, input_size=112
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# -- shared fixtures for the live-service tests -------------------------------------------------------------
+from pathlib import Path  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_clip(relative: str) -> Path:
+    """A clip from ../shared/data (research licences: read in place, never copied into the repo)."""
+    path = DATA / relative
+    if not path.is_file():
+        pytest.skip(f"{path} is absent: the shared research data is not mounted on this machine")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_export(tmp_path_factory):
+    """A small randomly initialised model (MobileNetV2 + LSTM-32) exported to ONNX once per test session."""
+    from streamdetect.export import export_model
+
+    folder = tmp_path_factory.mktemp("small-export")
+    export_model(small_model(hidden=32), folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def engine(small_export):
+    from streamdetect.engines import load_engine
+
+    return load_engine(small_export, backend="onnxruntime")
+
+
+@pytest.fixture(scope="session")
+def detector():
+    from streamdetect.faces.detector import MediaPipeFaceDetector
+
+    det = MediaPipeFaceDetector()
+    yield det
+    det.close()
+
+
+def make_clip(path, seconds=2.0, fps=30, size=(320, 240), pattern="testsrc2"):
+    """A real H.264 clip made by FFmpeg's own generator (through PyAV), keyframe every 15 frames."""
+    import av
+
+    with av.open(f"{pattern}=size={size[0]}x{size[1]}:rate={fps}:duration={seconds}", format="lavfi") as src, \
+            av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.options = {"g": "15", "preset": "ultrafast"}
+        for frame in src.decode(video=0):
+            for packet in stream.encode(frame.reformat(format="yuv420p")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path

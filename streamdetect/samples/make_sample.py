@@ -9,7 +9,7 @@ the face leaves the frame, for testing "no face" handling.
     python -m streamdetect.samples.make_sample --source /path/to/astronaut.png \
         --out streamdetect/samples/sample.mp4
 
-Only numpy, OpenCV and PyAV are needed (all already streamdetect dependencies of the demo path);
+Needs only numpy, OpenCV (cv2) and PyAV with an H.264 encoder (libx264; libopenh264 as a fallback).
 scikit-image itself is not needed beyond supplying the PNG. If ``--source`` is left out, the PNG is
 looked up inside an installed scikit-image without importing it.
 
@@ -67,8 +67,8 @@ KEYS = (
     Key(2.2, 250.0, 225.0, 1.62, -2.0),  # zoomed out: the whole photo, face ~165 px
     Key(4.2, 222.0, 132.0, 3.60, 2.5),  # close-up, face ~370 px
     Key(AWAY_START_S, 226.0, 140.0, 3.40, 1.5),
-    Key(5.6, 244.0, 338.0, 3.60, 0.5),  # tilted down to the space suit: no face in view
-    Key(6.4, 240.0, 368.0, 3.50, -0.5),
+    Key(5.6, 244.0, 392.0, 3.60, 0.5),  # tilted down to the space suit: no face in view
+    Key(6.4, 240.0, 400.0, 3.50, -0.5),
     Key(AWAY_END_S, 226.0, 142.0, 2.60, 1.0),
     Key(9.0, 206.0, 126.0, 3.30, -3.0),
     Key(10.6, 240.0, 172.0, 1.90, 1.5),
@@ -108,8 +108,8 @@ def source_to_frame(t: float) -> np.ndarray:
     cx, cy, zoom, roll = camera(t)
     a = math.radians(roll)
     c, s = zoom * math.cos(a), zoom * math.sin(a)
-    # Rotate+scale about the camera centre, then put the camera centre at the frame centre.
-    # Pixel centres: OpenCV maps integer coordinates to pixel centres on both sides.
+    # Rotate and scale about the camera centre, then put the camera centre at the frame centre
+    # (OpenCV's warpAffine treats integer coordinates as pixel centres on both sides).
     ox, oy = (WIDTH - 1) / 2.0, (HEIGHT - 1) / 2.0
     return np.array(
         [[c, s, ox - c * cx - s * cy], [-s, c, oy + s * cx - c * cy]],
@@ -117,31 +117,27 @@ def source_to_frame(t: float) -> np.ndarray:
     )
 
 
-def expected_face_box(frame_index: int) -> tuple[float, float, float, float] | None:
-    """Axis-aligned frame-pixel box around the (rotated) source face box at this frame.
-
-    Returns None when the face is entirely outside the frame. The box is clipped to the frame; a
-    partially visible face is returned clipped.
-    """
-    m = source_to_frame(frame_index / FPS)
+def _face_corners(frame_index: int) -> np.ndarray:
+    """The four corners of SOURCE_FACE_BOX in frame pixels at this frame (4x2)."""
     x0, y0, x1, y1 = SOURCE_FACE_BOX
     pts = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64)
-    q = pts @ m.T
-    bx0, by0 = q.min(axis=0)
-    bx1, by1 = q.max(axis=0)
-    cx0, cy0 = max(bx0, 0.0), max(by0, 0.0)
-    cx1, cy1 = min(bx1, WIDTH - 1.0), min(by1, HEIGHT - 1.0)
-    if cx0 >= cx1 or cy0 >= cy1:
+    return pts @ source_to_frame(frame_index / FPS).T
+
+
+def expected_face_box(frame_index: int) -> tuple[float, float, float, float] | None:
+    """Axis-aligned frame-pixel box (x0, y0, x1, y1) around the face at this frame, clipped to the
+    frame; None when the face is entirely outside it. Derived from the camera path, not detected."""
+    q = _face_corners(frame_index)
+    x0, y0 = np.maximum(q.min(axis=0), 0.0)
+    x1, y1 = np.minimum(q.max(axis=0), [WIDTH - 1.0, HEIGHT - 1.0])
+    if x0 >= x1 or y0 >= y1:
         return None
-    return (cx0, cy0, cx1, cy1)
+    return (float(x0), float(y0), float(x1), float(y1))
 
 
 def face_fully_in_frame(frame_index: int) -> bool:
-    m = source_to_frame(frame_index / FPS)
-    x0, y0, x1, y1 = SOURCE_FACE_BOX
-    pts = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64)
-    q = pts @ m.T
-    return bool((q[:, 0] >= 0).all() and (q[:, 0] <= WIDTH - 1).all() and (q[:, 1] >= 0).all() and (q[:, 1] <= HEIGHT - 1).all())
+    q = _face_corners(frame_index)
+    return bool((q >= 0).all() and (q[:, 0] <= WIDTH - 1).all() and (q[:, 1] <= HEIGHT - 1).all())
 
 
 class Renderer:
@@ -155,23 +151,27 @@ class Renderer:
             raise ValueError("expected an HxWx3 uint8 RGB image")
         self.photo = np.ascontiguousarray(photo_rgb)
         h, w = photo_rgb.shape[:2]
-        # Out-of-photo areas (only when zoomed out) show a heavily blurred extension of the photo's
-        # edges, like a blurred-fill background, instead of black bars.
-        self.backdrop = cv2.GaussianBlur(self.photo, (0, 0), sigmaX=18, borderType=cv2.BORDER_REPLICATE)
+        # Out-of-photo areas (only when zoomed out) show a heavily blurred, darkened mirror
+        # extension of the photo, like an out-of-focus surround, instead of black bars.
+        self.pad = pad = max(h, w) // 2
+        padded = cv2.copyMakeBorder(self.photo, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+        self.backdrop = cv2.GaussianBlur(padded, (0, 0), sigmaX=12, borderType=cv2.BORDER_REFLECT_101)
         # Feathered coverage mask, so the photo's edge blends into the backdrop.
         mask = np.zeros((h, w), np.float32)
-        mask[3:-3, 3:-3] = 1.0
-        self.mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=2.0)
+        mask[4:-4, 4:-4] = 1.0
+        self.mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=3.0)
 
     def _render(self, t: float) -> np.ndarray:
         cv2 = self._cv2
         m = source_to_frame(t)
         size = (WIDTH, HEIGHT)
-        fg = cv2.warpAffine(self.photo, m, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        bg = cv2.warpAffine(self.backdrop, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.warpAffine(self.mask, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        fg = cv2.warpAffine(self.photo, m, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
+        m_bg = m.copy()
+        m_bg[:, 2] -= m[:, :2].sum(axis=1) * self.pad  # the backdrop is offset by the padding
+        bg = cv2.warpAffine(self.backdrop, m_bg, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        alpha = cv2.warpAffine(self.mask, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         alpha = alpha[:, :, None]
-        out = fg.astype(np.float32) * alpha + bg.astype(np.float32) * (0.85 * (1.0 - alpha))
+        out = fg.astype(np.float32) * alpha + bg.astype(np.float32) * (0.75 * (1.0 - alpha))
         return out * brightness(t)
 
     def frame(self, i: int) -> np.ndarray:
@@ -197,6 +197,7 @@ class Renderer:
 def shutter_samples(t: float, shutter: float) -> int:
     """How many sub-frame renders give a smooth blur: one per ~3 px of the largest image motion."""
     import cv2
+
     corners = np.array([[0, 0], [WIDTH - 1, 0], [0, HEIGHT - 1], [WIDTH - 1, HEIGHT - 1], [WIDTH / 2, HEIGHT / 2]])
     inv = cv2.invertAffineTransform(source_to_frame(t - shutter / 2))
     src = np.hstack([corners, np.ones((len(corners), 1))]) @ inv.T
@@ -228,6 +229,7 @@ def load_rgb(path: Path) -> np.ndarray:
 
 def _open_h264_stream(container, crf: int, preset: str):
     import av
+    from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc, Colorspace
 
     available = av.codecs_available
     if "libx264" in available:
@@ -247,7 +249,13 @@ def _open_h264_stream(container, crf: int, preset: str):
     stream.width, stream.height = WIDTH, HEIGHT
     stream.pix_fmt = "yuv420p"
     stream.gop_size = GOP
-    stream.codec_context.time_base = Fraction(1, FPS)
+    # HD video is BT.709, limited range; say so in the stream so players need not guess.
+    cc = stream.codec_context
+    cc.colorspace = Colorspace.ITU709
+    cc.color_range = ColorRange.MPEG
+    cc.color_primaries = ColorPrimaries.BT709
+    cc.color_trc = ColorTrc.BT709
+    cc.time_base = Fraction(1, FPS)
     return stream
 
 
@@ -264,7 +272,9 @@ def write_clip(photo_rgb: np.ndarray, out: Path, crf: int = CRF, preset: str = "
         )
         stream = _open_h264_stream(container, crf, preset)
         for i in range(N_FRAMES):
-            vf = av.VideoFrame.from_ndarray(renderer.frame(i), format="rgb24")
+            vf = av.VideoFrame.from_ndarray(renderer.frame(i), format="rgb24").reformat(
+                format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG", interpolation="BICUBIC"
+            )
             vf.pts = i
             vf.time_base = Fraction(1, FPS)
             for packet in stream.encode(vf):
@@ -279,7 +289,11 @@ def _sha256(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--source", type=Path, help="astronaut.png from scikit-image (default: find it in an installed scikit-image)")
+    ap.add_argument(
+        "--source",
+        type=Path,
+        help="astronaut.png from scikit-image (default: look for it in an installed scikit-image)",
+    )
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("sample.mp4"))
     ap.add_argument("--crf", type=int, default=CRF)
     ap.add_argument("--preset", default="slow")

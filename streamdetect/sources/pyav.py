@@ -33,8 +33,9 @@ class VideoSource:
     def __init__(self, spec: SourceSpec, on_status: Callable[[StatusEvent], None] = lambda e: None,
                  buffer_size: int | None = None, policy: DropPolicy | None = None, realtime: bool = False,
                  backoff: Backoff = Backoff(), open_timeout_s: float = 5.0, read_timeout_s: float = 5.0,
-                 ready: threading.Event | None = None, loop: bool = False):
+                 ready: threading.Event | None = None, loop: bool = False, error: str = ""):
         self.spec = spec
+        self.error = error  # set for a source that could not even be parsed: it reports itself offline
         self.policy = policy or (DropPolicy.DROP_OLDEST if spec.live else DropPolicy.WAIT)
         self.buffer = FrameBuffer(buffer_size or (2 if self.policy is DropPolicy.DROP_OLDEST else 8), self.policy, ready)
         self.realtime, self.backoff, self.loop = realtime, backoff, loop
@@ -68,7 +69,16 @@ class VideoSource:
         self.last_error = detail  # cleared when the source is back online
         self.on_status(StatusEvent(self.name, state, detail))
 
+    @classmethod
+    def failed(cls, name: str, url: str, error: str, **kwargs) -> VideoSource:
+        """A source that could not be set up (bad URL, missing file): it only reports OFFLINE with the reason,
+        so a service with many streams keeps serving the others."""
+        return cls(SourceSpec(name, url, url), error=error, **kwargs)
+
     def _run(self) -> None:
+        if self.error:
+            self._set_state(SourceState.OFFLINE, self.error)
+            return
         attempt = 0
         while not self._stop.is_set():
             try:

@@ -129,11 +129,11 @@ class RtspServer:
         path = Path(mp4_path).resolve()
         if not path.is_file():
             raise FileNotFoundError(path)
-        self.mounts[mount] = path
         if self.proc is not None:
             self.proc.stdin.write(f"MOUNT {mount} {path}\n")
             self.proc.stdin.flush()
             self._expect(f"MOUNTED {mount}")
+        self.mounts[mount] = path  # restart() serves it again
         return self.url(mount)
 
     def stop(self) -> None:

@@ -1,0 +1,196 @@
+"""The live service end to end: real sources, real MediaPipe, real ONNX Runtime, real WebSocket clients."""
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import urllib.request
+from importlib.resources import files
+
+import jsonschema
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from streamdetect.bus import Bus
+from streamdetect.config import ServerConfig, ServiceConfig, SourceConfig
+from streamdetect.messages import Alert
+from streamdetect.server import WebSocketServer
+from streamdetect.service import Service
+from tests.conftest import make_clip, shared_clip
+
+SCHEMA = json.loads((files("streamdetect.schema") / "messages.v1.json").read_text())
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
+def valid(message: dict) -> dict:
+    VALIDATOR.validate(message)
+    return message
+
+
+async def collect(ws, seconds: float) -> list[dict]:
+    out, deadline = [], time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            out.append(valid(json.loads(await asyncio.wait_for(ws.recv(), left))))
+        except asyncio.TimeoutError:
+            break
+    return out
+
+
+def service_config(sources, **server):
+    return ServiceConfig(sources=tuple(sources), window=10, server=ServerConfig(port=0, **server))
+
+
+def test_scores_status_filters_and_schema(engine, detector, tmp_path):
+    face = SourceConfig(str(shared_clip("videos/real/ffpp_c40_youtube_183.mp4")), "face", realtime=True, loop=True)
+    blank = SourceConfig(str(make_clip(tmp_path / "blank.mp4", seconds=2)), "blank", realtime=True, loop=True)
+
+    async def scenario():
+        service = Service(service_config([face, blank]), engine, detector)
+        port = await service.start()
+        try:
+            url = f"ws://127.0.0.1:{port}/ws"
+            async with connect(url) as everything, connect(url + "?streams=face&types=scores") as filtered:
+                hello = valid(json.loads(await everything.recv()))
+                assert hello["type"] == "hello" and hello["streams"] == ["face", "blank"]
+                assert valid(json.loads(await filtered.recv()))["type"] == "hello"
+                got_all, got_filtered = await asyncio.gather(collect(everything, 4), collect(filtered, 4))
+                # change the subscription at run time; a malformed message gets an error, not a disconnect
+                await filtered.send(json.dumps({"type": "subscribe", "streams": None, "types": ["status"]}))
+                await filtered.send("{not json")
+                later = await collect(filtered, 2.5)
+                fetch = lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read()  # noqa: E731
+                health = json.loads(await asyncio.to_thread(fetch))  # the server runs on this loop: do not block it
+        finally:
+            await service.stop()
+        return got_all, got_filtered, later, health
+
+    got_all, got_filtered, later, health = asyncio.run(scenario())
+    types = {m["type"] for m in got_all}
+    assert {"scores", "status"} <= types
+    statuses = {m["stream"]: m for m in got_all if m["type"] == "status"}
+    assert statuses["face"]["state"] == "online" and statuses["face"]["processed_fps"] > 5
+    assert statuses["face"]["latency_ms"]["p95"] < 1000
+    face_scores = [m for m in got_all if m["type"] == "scores" and m["stream"] == "face"]
+    assert face_scores and all(len(m["faces"]) == 1 for m in face_scores[-5:])
+    assert any(f["p_fake"] is not None for m in face_scores for f in m["faces"])
+    assert all(m["type"] == "scores" and m["stream"] == "face" for m in got_filtered) and got_filtered
+    assert any(m["type"] == "error" and "not JSON" in m["message"] for m in later)
+    assert {m["type"] for m in later} <= {"status", "error"} and any(m["type"] == "status" for m in later)
+    assert health == {"status": "ok", "version": health["version"], "streams": {"face": "online", "blank": "online"}}
+
+
+def test_bad_sources_are_reported_while_good_ones_keep_running(engine, detector, tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video\n" * 50)
+    whole = make_clip(tmp_path / "whole.mp4", seconds=1).read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(whole[: len(whole) // 3])
+    good = SourceConfig(str(shared_clip("videos/real/ffpp_c40_youtube_183.mp4")), "good", realtime=True, loop=True)
+    bad = {
+        "missing": (str(tmp_path / "missing.mp4"), "does not exist"),
+        "junk": (str(junk), "not a video FFmpeg can read"),
+        "truncated": (str(tmp_path / "truncated.mp4"), "truncated/corrupt"),
+        "unreachable": ("rtsp://127.0.0.1:9/cam", "cannot open"),
+        "scheme": ("gopher://example/cam", "is not one of"),
+    }
+    sources = [good] + [SourceConfig(url, name) for name, (url, _) in bad.items()]
+
+    async def scenario():
+        service = Service(service_config(sources), engine, detector)
+        port = await service.start()
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                return await collect(ws, 5)
+        finally:
+            await service.stop()
+
+    messages = asyncio.run(scenario())
+    last = {m["stream"]: m for m in messages if m["type"] == "status"}
+    for name, (_, reason) in bad.items():
+        assert last[name]["state"] in ("offline", "reconnecting"), last[name]
+        assert reason in last[name]["detail"], (name, last[name]["detail"])
+    assert last["unreachable"]["state"] == "reconnecting"  # live sources keep trying
+    assert last["good"]["state"] == "online" and last["good"]["processed_fps"] > 5
+    assert sum(m["type"] == "scores" and m["stream"] == "good" for m in messages) >= 20
+
+
+def test_token_auth(engine, detector, tmp_path):
+    clip = SourceConfig(str(make_clip(tmp_path / "c.mp4", seconds=1)), "c", realtime=True, loop=True)
+
+    async def scenario():
+        service = Service(service_config([clip], token="s3cret"), engine, detector)
+        port = await service.start()
+        url = f"ws://127.0.0.1:{port}/ws"
+        try:
+            for bad in ({}, {"additional_headers": {"Authorization": "Bearer wrong"}}):
+                with pytest.raises(InvalidStatus) as refused:
+                    async with connect(url, **bad):
+                        pass
+                assert refused.value.response.status_code == 401
+                assert b"token" in refused.value.response.body
+            async with connect(url, additional_headers={"Authorization": "Bearer s3cret"}) as ws:
+                assert json.loads(await ws.recv())["type"] == "hello"
+            async with connect(url + "?token=s3cret") as ws:
+                assert json.loads(await ws.recv())["type"] == "hello"
+        finally:
+            await service.stop()
+
+    asyncio.run(scenario())
+
+
+def stalled_client(port: int) -> socket.socket:
+    """Open a WebSocket by hand (RFC 6455 handshake) with a tiny receive buffer, and then never read.
+    (websockets' own client keeps reading into its memory even when paused, so it cannot play this part.)"""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+def test_slow_subscriber_never_stalls_the_others():
+    """One client stops reading; publishing never blocks and the other client still gets every message."""
+    n, thumb = 400, "A" * 30_000  # 12 MB in all: far more than the slow client's small socket buffer
+
+    async def scenario():
+        bus = Bus(asyncio.get_running_loop(), client_queue_size=32)
+        server = WebSocketServer(bus, lambda: json.dumps({"v": 1, "type": "hello", "server": "t", "streams": [], "model": {}, "ts": 0}),
+                                 lambda: {}, port=0)
+        port = await server.start()
+        url = f"ws://127.0.0.1:{port}/ws"
+        slow = await asyncio.to_thread(stalled_client, port)  # a real TCP client that never reads again
+        async with connect(url, max_size=None) as fast:
+            await fast.recv()  # hello
+            await asyncio.sleep(0.2)
+            done = threading.Event()
+            took = []
+
+            def publisher():
+                start = time.monotonic()
+                for i in range(n):
+                    bus.publish(Alert("cam", i + 1, "alert", "suspicious", 0.9, [0, 0, 1, 1], None, thumb))
+                    time.sleep(0.005)  # 200 messages/s: a reader that keeps up loses nothing
+                took.append(time.monotonic() - start - n * 0.005)
+                done.set()
+
+            threading.Thread(target=publisher).start()
+            received = []
+            while len(received) < n:
+                received.append(json.loads(await asyncio.wait_for(fast.recv(), 20))["track"])
+            await asyncio.to_thread(done.wait, 5)
+            slow_client = next(c for c in bus.clients if c.dropped)
+            slow.close()
+            await server.close()
+        return took[0], received, slow_client.dropped, len(slow_client.items)
+
+    took, received, dropped, queued = asyncio.run(scenario())
+    assert received == list(range(1, n + 1))  # the fast client lost nothing, in order
+    assert dropped > 0 and queued <= 32  # the slow client's queue stayed bounded by dropping
+    assert took < 1.0  # publishing never waited for anyone (time beyond the paced sleeps)
