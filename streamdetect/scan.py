@@ -36,30 +36,36 @@ class AnnotatedWriter:
     """Writes frames with boxes, track ids and confidence drawn on the faces (the paper's upload page)."""
 
     def __init__(self, path: Path, fps: float):
+        self.path, self.fps = path, fps
+        self.container = self.stream = None  # opened at the first frame, when its size is known
+
+    def _open(self, width: int, height: int) -> None:
         import av
 
-        self.container = av.open(str(path), "w")
+        self.container = av.open(str(self.path), "w")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        self.stream = self.container.add_stream(codec, rate=max(1, round(fps)))
-        self.stream.pix_fmt = "yuv420p"
+        self.stream = self.container.add_stream(codec, rate=max(1, round(self.fps)))
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
 
     def write(self, rgb: np.ndarray, faces) -> None:
         import av
 
-        img = rgb.copy()
-        if self.stream.width == 0 or not self.stream.width:
-            self.stream.width, self.stream.height = img.shape[1] // 2 * 2, img.shape[0] // 2 * 2
+        h, w = (rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2)  # yuv420p needs even sizes
+        if self.container is None:
+            self._open(w, h)
+        img = np.ascontiguousarray(rgb[:h, :w])
         for f in faces:
             x0, y0, x1, y1 = (int(v) for v in f.box)
             colour = VERDICT_COLOURS[f.verdict]
             cv2.rectangle(img, (x0, y0), (x1, y1), colour, 2)
-            label = f"#{f.track} " + (f"{f.confidence:.2f} {f.verdict}" if f.confidence is not None else "…")
+            label = f"#{f.track} " + (f"{f.confidence:.2f} {f.verdict}" if f.confidence is not None else "...")
             cv2.putText(img, label, (x0, max(12, y0 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
-        frame = av.VideoFrame.from_ndarray(img[: self.stream.height, : self.stream.width], format="rgb24")
-        for packet in self.stream.encode(frame):
+        for packet in self.stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
             self.container.mux(packet)
 
     def close(self) -> None:
+        if self.container is None:
+            return
         for packet in self.stream.encode():
             self.container.mux(packet)
         self.container.close()
