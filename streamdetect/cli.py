@@ -56,6 +56,29 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_live(args) -> int:
+    import json
+
+    from streamdetect import hardware
+    from streamdetect.bench import default_model
+    from streamdetect.bench_live import as_dicts, format_table, run_bench_live
+    from streamdetect.engines import available_backends
+
+    model = args.model or default_model()
+    backends = args.backend or [b for b in available_backends() if b in ("onnxruntime", "torch", "tensorrt")]
+    results = run_bench_live(model, backends, tuple(args.faces or (1, 2, 4, 8)), tuple(args.streams or (1, 2, 3, 4)),
+                             args.seconds)
+    desc = str(args.model) if args.model else "paper configuration: ResNeXt50_32x4d @112 + LSTM-2048 (random weights)"
+    print(f"hardware: {hardware.describe()}\nmodel: {desc}\nemulated cameras: 1280x720 @ 30 fps, drop-oldest\n")
+    print(format_table(results))
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps({"hardware": hardware.describe(), "model": desc,
+                                               "results": as_dicts(results)}, indent=2) + "\n")
+    return 0
+
+
 def cmd_backends(args) -> int:
     from streamdetect.engines.registry import BACKENDS, unavailable_reason
 
@@ -198,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", metavar="OUT.mp4", help="write the video with boxes, track ids and confidence")
     _add_runtime_args(p)
     p.set_defaults(fn=cmd_scan)
+
+    p = sub.add_parser("bench-live", help="the whole live pipeline on emulated 720p30 cameras with 1-8 faces, 1-4 streams")
+    p.add_argument("--model", help="checkpoint or export directory (default: the paper's configuration)")
+    p.add_argument("--backend", action="append", choices=list(BACKENDS), help="repeatable; default: all available")
+    p.add_argument("--faces", type=int, action="append", help="faces per stream, repeatable (default 1 2 4 8)")
+    p.add_argument("--streams", type=int, action="append", help="streams with one face, repeatable (default 1 2 3 4)")
+    p.add_argument("--seconds", type=float, default=10.0, help="measuring time per case (after 3 s warm-up)")
+    p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
+    p.set_defaults(fn=cmd_bench_live)
 
     p = sub.add_parser("backends", help="list inference backends and whether they can run here")
     p.set_defaults(fn=cmd_backends)

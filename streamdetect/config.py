@@ -19,7 +19,13 @@ class SourceConfig:
     transport: str = "tcp"  # RTSP over tcp (default) or udp
     realtime: bool = False  # pace files to their timestamps, as if live
     loop: bool = False  # start a file again when it ends (demos)
-    buffer: int | None = None  # frames buffered between decode and processing (default 2 live / 8 files)
+    buffer: int | None = None  # frames buffered between decode and processing (default 1 live / 8 files)
+    policy: str | None = None  # "drop_oldest" or "wait"; default: drop_oldest for live sources, wait for files
+
+
+    def __post_init__(self):
+        if self.policy not in (None, "drop_oldest", "wait"):
+            raise ValueError(f"policy must be 'drop_oldest' or 'wait', got {self.policy!r}")
 
 
 @dataclass(frozen=True)

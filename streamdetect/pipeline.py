@@ -27,7 +27,7 @@ from streamdetect.faces.quality import QualityThresholds, quality_flags
 from streamdetect.faces.tracker import FaceTracker
 from streamdetect.faces.types import Track
 from streamdetect.scoring import TrackScorer, Verdict
-from streamdetect.sources import SourceState, StatusEvent, VideoSource, parse_source
+from streamdetect.sources import DropPolicy, SourceState, StatusEvent, VideoSource, parse_source
 from streamdetect.sources.base import END
 from streamdetect.windows import TrackWindow, step_tracks
 
@@ -104,7 +104,7 @@ class Pipeline:
         self.workers: list[StreamWorker] = []
         for i, sc in enumerate(config.sources):
             options = dict(on_status=self._on_status, buffer_size=sc.buffer, realtime=sc.realtime, ready=self._ready,
-                           loop=sc.loop)
+                           loop=sc.loop, policy=DropPolicy(sc.policy) if sc.policy else None)
             try:
                 source = VideoSource(parse_source(sc.url, sc.name, sc.transport), **options)
             except StreamError as exc:  # one bad source must not keep the others from running

@@ -10,10 +10,14 @@ import pytest
 from streamdetect.model import read_card
 
 
+def command(*args) -> list[str]:
+    """The installed console script when it is on PATH, else the same entry point through this interpreter."""
+    exe = shutil.which("streamdetect")
+    return [exe, *args] if exe else [sys.executable, "-m", "streamdetect.cli", *args]
+
+
 def run(*args, cwd=None, env=None):
-    exe = shutil.which("streamdetect") or sys.executable
-    cmd = [exe, *args] if exe.endswith("streamdetect") else [exe, "-m", "streamdetect.cli", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    return subprocess.run(command(*args), capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +80,40 @@ def test_card_and_backends_commands(small_checkpoint):
     assert json.loads(result.stdout)["config"]["backbone"] == "mobilenet_v2"
     result = run("backends")
     assert "onnxruntime  available" in result.stdout and "tensorrt" in result.stdout
+
+
+def test_serve_runs_the_bundled_sample_and_stops_cleanly(small_export):
+    """The README's main job: `streamdetect serve` on the bundled sample, reachable over WebSockets."""
+    import asyncio
+    import os
+    import re
+    import signal
+
+    from websockets.asyncio.client import connect
+
+    proc = subprocess.Popen(command("serve", "--port", "0", "--model", str(small_export)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        banner = proc.stdout.readline() + proc.stdout.readline()
+        match = re.search(r"ws://127\.0\.0\.1:(\d+)/ws", banner)
+        assert "serving sample" in banner and match, banner
+
+        async def listen():
+            async with connect(f"ws://127.0.0.1:{match.group(1)}/ws") as ws:
+                types, faces = set(), 0
+                for _ in range(200):
+                    m = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                    types.add(m["type"])
+                    if m["type"] == "scores":
+                        faces = max(faces, len(m["faces"]))
+                    if {"hello", "status", "scores"} <= types and faces:
+                        return types, faces
+                return types, faces
+
+        types, faces = asyncio.run(listen())
+        assert {"hello", "status", "scores"} <= types and faces == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err

@@ -1,4 +1,4 @@
-"""Demo/self-test of the loopback RTSP test server in tests/support (import it as `support.rtsp`).
+"""Demo/self-test of the loopback RTSP test server in tests/support (import it as `tests.support.rtsp`).
 
 Shows live frames, a restart on the same URL, and readers that fail fast (EOF when the server stops, a timeout
 error when it hangs) instead of hanging.
@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from support.rtsp import RtspServer, make_test_clip, rtsp_available
+from tests.support.rtsp import RtspServer, make_test_clip, rtsp_available
 
 OPEN = {"options": {"rtsp_transport": "tcp"}, "timeout": (5, 5)}
 

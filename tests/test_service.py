@@ -194,3 +194,21 @@ def test_slow_subscriber_never_stalls_the_others():
     assert received == list(range(1, n + 1))  # the fast client lost nothing, in order
     assert dropped > 0 and queued <= 32  # the slow client's queue stayed bounded by dropping
     assert took < 1.0  # publishing never waited for anyone (time beyond the paced sleeps)
+
+
+def test_example_config_loads_and_typos_are_rejected(tmp_path):
+    from pathlib import Path
+
+    from streamdetect.config import load_config
+    from streamdetect.errors import ConfigError
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "serve.yaml"
+    cfg = load_config(example)
+    assert [s.name for s in cfg.sources] == ["lobby", "broadcast", "call", "demo"] and cfg.window == 20
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(example.read_text().replace("detect_every:", "detect_evry:"))
+    with pytest.raises(ConfigError, match=r"config.faces: unknown key\(s\) \['detect_evry'\]"):
+        load_config(typo)
+    typo.write_text("window: [1, 2]\n")
+    with pytest.raises(ConfigError, match="config.window: expected int"):
+        load_config(typo)

@@ -37,7 +37,8 @@ class VideoSource:
         self.spec = spec
         self.error = error  # set for a source that could not even be parsed: it reports itself offline
         self.policy = policy or (DropPolicy.DROP_OLDEST if spec.live else DropPolicy.WAIT)
-        self.buffer = FrameBuffer(buffer_size or (2 if self.policy is DropPolicy.DROP_OLDEST else 8), self.policy, ready)
+        # Live: one slot, so the frame processed next is always the newest (latency = one frame of work, not three).
+        self.buffer = FrameBuffer(buffer_size or (1 if self.policy is DropPolicy.DROP_OLDEST else 8), self.policy, ready)
         self.realtime, self.backoff, self.loop = realtime, backoff, loop
         self.timeouts = (open_timeout_s, read_timeout_s)
         self.on_status = on_status

@@ -81,7 +81,9 @@ class Feeder:
         keyframe = not buf.has_flags(Gst.BufferFlags.DELTA_UNIT)
         with self.lock:
             for src, waiting in list(self.targets.items()):
-                if waiting and not keyframe:
+                # Start each reader on a keyframe, and only once its pipeline runs: appsrc's do-timestamp needs
+                # the clock, and buffers pushed earlier (e.g. during a catch-up burst) stall the stream.
+                if waiting and (not keyframe or src.get_state(0)[1] != Gst.State.PLAYING):
                     continue
                 self.targets[src] = False
                 out = buf.copy_region(COPY_ALL, 0, buf.get_size())  # shares memory, own timestamps

@@ -1,0 +1,65 @@
+"""The service on a real RTSP camera (GStreamer's gst-rtsp-server on loopback), through a server restart."""
+
+import asyncio
+import json
+import time
+
+import pytest
+from websockets.asyncio.client import connect
+
+from streamdetect.config import ServerConfig, ServiceConfig, SourceConfig
+from streamdetect.service import Service, sample_clip
+from tests.support.rtsp import RtspServer, rtsp_available
+
+
+@pytest.fixture
+def camera():
+    reason = rtsp_available()
+    if reason:
+        pytest.skip(reason)
+    with RtspServer() as server:
+        server.publish(sample_clip(), "/cam1")  # H.264 720p30 with a face, looping at real-time pace
+        yield server
+
+
+def test_rtsp_camera_survives_a_server_restart(camera, engine, detector):
+    config = ServiceConfig(sources=(SourceConfig(camera.url("/cam1"), "cam"),), window=10,
+                           server=ServerConfig(port=0, status_interval_s=0.5))
+
+    async def scenario():
+        service = Service(config, engine, detector)
+        port = await service.start()
+        log = []  # (phase, message)
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/ws?streams=cam&types=scores,status") as ws:
+                await ws.recv()  # hello
+
+                async def listen(phase, until, seconds):
+                    deadline = time.monotonic() + seconds
+                    while time.monotonic() < deadline:
+                        try:
+                            m = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+                        except asyncio.TimeoutError:
+                            return False
+                        log.append((phase, m))
+                        if until(m):
+                            return True
+                    return False
+
+                with_face = lambda m: m["type"] == "scores" and len(m["faces"]) == 1  # noqa: E731
+                assert await listen("before", with_face, 20), "no face scores from the RTSP camera"
+                await asyncio.to_thread(camera.restart, 2.0)  # the camera reboots: 2 s without a server
+                assert await listen("during", lambda m: m["type"] == "status" and m["state"] == "reconnecting", 15)
+                assert await listen("after", with_face, 30), "scores did not resume after the camera came back"
+        finally:
+            await service.stop()
+        return log
+
+    log = asyncio.run(scenario())
+    states = [m["state"] for _, m in log if m["type"] == "status"]
+    assert "online" in states[states.index("reconnecting"):]  # back online after the reconnect
+    before = [m["frame"] for phase, m in log if phase == "before" and m["type"] == "scores"]
+    after = [m["frame"] for phase, m in log if phase == "after" and m["type"] == "scores"]
+    assert after[-1] > before[-1]  # frame counter keeps counting across the reconnect
+    online_after = [m for phase, m in log if phase == "after" and m["type"] == "status" and m["state"] == "online"]
+    assert online_after and online_after[-1]["latency_ms"]["p95"] < 2000
