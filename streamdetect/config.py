@@ -81,7 +81,7 @@ def load_config(path: str | Path) -> ServiceConfig:
         raise ConfigError(f"config file {path} does not exist") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    return from_dict(ServiceConfig, data or {}, str(path))
+    return from_dict(ServiceConfig, data or {}, f"{path}: config")
 
 
 def from_dict(cls, data, where: str = "config"):
