@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -45,7 +47,8 @@ def rng():
 # -- shared fixtures for the live-service tests -------------------------------------------------------------
 from pathlib import Path  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The research clips live beside the checkout (../shared/data) or where STREAMDETECT_DATA points.
+DATA = Path(os.environ.get("STREAMDETECT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
 def shared_clip(relative: str) -> Path:
