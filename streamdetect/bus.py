@@ -45,7 +45,9 @@ class Bus:
         self.loop = loop
         self.clients: set[ClientQueue] = set()
         self.client_queue_size = client_queue_size
-        self.last_status: dict[str, str] = {}  # stream -> latest status JSON, replayed to new subscribers
+        # Replayed to each new subscriber, so a dashboard opened late still shows the streams and recent alerts.
+        self.last_status: dict[str, tuple] = {}  # stream -> latest status
+        self.recent_alerts: deque = deque(maxlen=50)
 
     def publish(self, message: Message) -> None:
         self.loop.call_soon_threadsafe(self._deliver, message.to_dict(), message.to_json())
@@ -53,12 +55,14 @@ class Bus:
     def _deliver(self, data: dict, text: str) -> None:
         if data["type"] == "status":
             self.last_status[data["stream"]] = (data, text)
+        elif data["type"] == "alert":
+            self.recent_alerts.append((data, text))
         for client in self.clients:
             client.put(data, text)
 
     def subscribe(self, subscription: Subscribe) -> ClientQueue:
         client = ClientQueue(subscription, self.client_queue_size)
-        for data, text in self.last_status.values():
+        for data, text in [*self.last_status.values(), *self.recent_alerts]:
             client.put(data, text)
         self.clients.add(client)
         return client

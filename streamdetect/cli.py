@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs every HTTP request at INFO
     try:
         return args.fn(args)
     except (StreamDetectError, ValueError, OSError) as exc:

@@ -51,6 +51,10 @@ class ServerConfig:
     scores_hz: float = 10.0  # per-stream rate of "scores" messages (0: every processed frame)
     status_interval_s: float = 1.0
     thumbnails: bool = True  # attach a JPEG of the face to alerts
+    preview_hz: float = 2.0  # per-stream rate of downscaled annotated "preview" frames (0: none)
+    preview_width: int = 480
+    upload_max_mb: float = 200.0  # dashboard uploads: larger files are refused before any byte is stored
+    upload_dir: str | None = None  # where uploads are stored while scanned (default: a private temp folder)
 
 
 @dataclass(frozen=True)

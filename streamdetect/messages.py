@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 SCHEMA_VERSION = 1
-MESSAGE_TYPES = ("hello", "scores", "alert", "status", "track_end", "error")
+MESSAGE_TYPES = ("hello", "scores", "alert", "status", "track_end", "preview", "error")
 
 
 def _now() -> float:
@@ -96,6 +96,17 @@ class TrackEnd(Message):
     frames: int
     confidence: float | None
     verdict: str
+    ts: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class Preview(Message):
+    type = "preview"
+    stream: str
+    frame: int
+    width: int
+    height: int
+    jpeg: str  # base64 JPEG, downscaled, boxes/track ids/confidence drawn in
     ts: float = field(default_factory=_now)
 
 

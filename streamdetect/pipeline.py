@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from streamdetect import messages as msg
+from streamdetect.annotate import draw_faces
 from streamdetect.config import ServiceConfig
 from streamdetect.errors import StreamError
 from streamdetect.faces.crop import align_crop
@@ -85,6 +86,7 @@ class StreamWorker:
     last_decoded: int = 0
     last_scores_at: float = 0.0
     last_status_at: float = 0.0
+    last_preview_at: float = 0.0
     state_changed: bool = True
     finished: bool = False
 
@@ -223,6 +225,10 @@ class Pipeline:
         if now - w.last_scores_at >= interval:
             w.last_scores_at = now
             self.publish(msg.Scores(w.name, frame.index, frame.pts, round(latency_ms, 1), faces))
+        sc = self.cfg.server
+        if sc.preview_hz > 0 and now - w.last_preview_at >= 1.0 / sc.preview_hz:
+            w.last_preview_at = now
+            self.publish(_preview(w.name, frame, faces, sc.preview_width))
         if self.on_frame is not None:
             self.on_frame(frame, faces)
 
@@ -263,6 +269,15 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
 
-def _jpeg(crop: np.ndarray) -> str:
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+def _jpeg(rgb: np.ndarray, quality: int = 80) -> str:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return base64.b64encode(data.tobytes()).decode() if ok else None
+
+
+def _preview(stream: str, frame, faces, width: int) -> msg.Preview:
+    """A small annotated JPEG of the frame for dashboards (boxes drawn here: one drawing code for all clients)."""
+    h, w = frame.rgb.shape[:2]
+    scale = min(1.0, width / w)
+    small = cv2.resize(frame.rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    draw_faces(small, faces, scale)
+    return msg.Preview(stream, frame.index, small.shape[1], small.shape[0], _jpeg(small, 70))

@@ -11,15 +11,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from streamdetect.annotate import draw_faces
 from streamdetect.config import ServiceConfig, SourceConfig
 from streamdetect.errors import SourceOpenError
 from streamdetect.pipeline import Pipeline
 
 SCAN_FORMAT = "streamdetect.scan/1"
-VERDICT_COLOURS = {"unknown": (160, 160, 160), "clear": (40, 190, 60), "suspicious": (240, 170, 0), "alert": (230, 40, 40)}
 
 
 @dataclass
@@ -42,7 +41,8 @@ class AnnotatedWriter:
     def _open(self, width: int, height: int) -> None:
         import av
 
-        self.container = av.open(str(self.path), "w")
+        # faststart: the index goes first, so a browser can play the file while it downloads
+        self.container = av.open(str(self.path), "w", options={"movflags": "faststart"})
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self.stream = self.container.add_stream(codec, rate=max(1, round(self.fps)))
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
@@ -53,13 +53,7 @@ class AnnotatedWriter:
         h, w = (rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2)  # yuv420p needs even sizes
         if self.container is None:
             self._open(w, h)
-        img = np.ascontiguousarray(rgb[:h, :w])
-        for f in faces:
-            x0, y0, x1, y1 = (int(v) for v in f.box)
-            colour = VERDICT_COLOURS[f.verdict]
-            cv2.rectangle(img, (x0, y0), (x1, y1), colour, 2)
-            label = f"#{f.track} " + (f"{f.confidence:.2f} {f.verdict}" if f.confidence is not None else "...")
-            cv2.putText(img, label, (x0, max(12, y0 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+        img = draw_faces(np.ascontiguousarray(rgb[:h, :w]), faces)
         for packet in self.stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
             self.container.mux(packet)
 

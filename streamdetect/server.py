@@ -12,11 +12,16 @@ import hmac
 import http
 import json
 import logging
+import mimetypes
+import re
+from importlib.resources import files
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Response
 
 from streamdetect.bus import Bus
 from streamdetect.messages import MESSAGE_TYPES, Error, Subscribe
@@ -36,14 +41,14 @@ def _csv(values: list[str] | None) -> frozenset[str] | None:
 
 class WebSocketServer:
     def __init__(self, bus: Bus, hello: Callable[[], str], health: Callable[[], dict], host: str = "127.0.0.1",
-                 port: int = 8765, token: str | None = None):
-        self.bus, self.hello, self.health = bus, hello, health
+                 port: int = 8765, token: str | None = None, uploads=None):
+        self.bus, self.hello, self.health, self.uploads = bus, hello, health, uploads
         self.host, self.port, self.token = host, port, token
         self._server = None
 
     async def start(self) -> int:
         self._server = await serve(self._handle, self.host, self.port, process_request=self._http,
-                                   max_size=2**16, ping_interval=20, ping_timeout=20)
+                                   max_size=2**21, ping_interval=20, ping_timeout=20)  # 2 MiB: upload chunks
         self.port = self._server.sockets[0].getsockname()[1]  # the real port when asked for port 0
         return self.port
 
@@ -60,19 +65,29 @@ class WebSocketServer:
         return hmac.compare_digest(given.encode(), self.token.encode())
 
     def _http(self, connection: ServerConnection, request):
+        """Plain HTTP before any WebSocket upgrade: health, the dashboard's files, upload results, auth."""
         path = urlsplit(request.path).path
         if path == "/healthz":
-            body = json.dumps(self.health()).encode()
-            response = connection.respond(http.HTTPStatus.OK, body.decode())
-            response.headers["Content-Type"] = "application/json"
-            return response
-        if path != "/ws":
-            return connection.respond(http.HTTPStatus.NOT_FOUND, "not found: connect to /ws (WebSocket) or GET /healthz\n")
-        if not self._authorised(request):
-            return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n")
-        return None  # proceed with the WebSocket handshake
+            return _reply(http.HTTPStatus.OK, json.dumps(self.health()).encode(), "application/json")
+        if path in ("/", "/index.html") or path.startswith("/static/"):
+            return _dashboard_file("index.html" if not path.startswith("/static/") else path[len("/static/"):])
+        if path in ("/ws", "/upload") or path.startswith("/uploads/"):
+            if not self._authorised(request):
+                return connection.respond(http.HTTPStatus.UNAUTHORIZED,
+                                          "missing or wrong token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n")
+            if path.startswith("/uploads/"):
+                video = self.uploads.result_path(path[len("/uploads/"):]) if self.uploads else None
+                if video is None:
+                    return connection.respond(http.HTTPStatus.NOT_FOUND, "no such upload result\n")
+                return _reply(http.HTTPStatus.OK, video.read_bytes(), "video/mp4")
+            if path == "/upload" and self.uploads is None:
+                return connection.respond(http.HTTPStatus.NOT_FOUND, "uploads are not enabled on this server\n")
+            return None  # proceed with the WebSocket handshake
+        return connection.respond(http.HTTPStatus.NOT_FOUND, "not found: the dashboard is at /, messages at /ws, health at /healthz\n")
 
     async def _handle(self, ws: ServerConnection) -> None:
+        if urlsplit(ws.request.path).path == "/upload":
+            return await self.uploads.handle(ws)
         query = _query(ws.request.path)
         try:
             subscription = Subscribe(_csv(query.get("streams")), _csv(query.get("types")))
@@ -104,3 +119,20 @@ class WebSocketServer:
                 await ws.send(await client.get())
         except ConnectionClosed:
             pass
+
+
+_STATIC_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _reply(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
+    return Response(status.value, status.phrase, headers, body)
+
+
+def _dashboard_file(name: str) -> Response:
+    """A file of the bundled dashboard; names are checked so no path can leave that folder."""
+    resource = files("streamdetect.dashboard") / name
+    if not _STATIC_NAME.match(name) or name.endswith(".py") or not resource.is_file():
+        return _reply(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return _reply(http.HTTPStatus.OK, resource.read_bytes(), content_type)

@@ -13,6 +13,7 @@ from streamdetect.config import ServiceConfig, SourceConfig
 from streamdetect.messages import Hello
 from streamdetect.pipeline import Pipeline
 from streamdetect.server import WebSocketServer
+from streamdetect.uploads import Uploads
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,31 @@ class Service:
         self.pipeline: Pipeline | None = None
         self.server: WebSocketServer | None = None
         self.port: int | None = None
+        self._upload_detector = None  # uploads are scanned in their own thread: MediaPipe detectors are not shared
+
+    def scan_upload(self, path: Path, annotate: Path, progress) -> dict:
+        """Scan an uploaded file with the live model (blocking; runs in a worker thread)."""
+        import av
+
+        from streamdetect.faces.detector import MediaPipeFaceDetector
+        from streamdetect.scan import scan
+
+        if self._upload_detector is None:
+            fc = self.config.faces
+            self._upload_detector = MediaPipeFaceDetector(fc.model, fc.min_score, fc.tiles)
+        try:
+            with av.open(str(path)) as c:
+                total = c.streams.video[0].frames if c.streams.video else 0
+        except av.error.FFmpegError:
+            total = 0  # scan() reports the real problem
+        done = [0]
+
+        def tick(n: int) -> None:
+            done[0] += n
+            progress(done[0], max(total, done[0]))
+
+        config = ServiceConfig(**{**self.config.__dict__, "sources": ()})
+        return scan(path, config, self.pipeline.engine, self._upload_detector, annotate=annotate, progress=tick)
 
     def hello(self) -> str:
         card = self.pipeline.engine.card
@@ -69,7 +95,8 @@ class Service:
         bus = Bus(asyncio.get_running_loop())
         self.pipeline = Pipeline(self.config, engine, detector, bus.publish)
         sc = self.config.server
-        self.server = WebSocketServer(bus, self.hello, self.health, sc.host, sc.port, sc.token)
+        self.uploads = Uploads(self.scan_upload, int(sc.upload_max_mb * 1e6), sc.upload_dir)
+        self.server = WebSocketServer(bus, self.hello, self.health, sc.host, sc.port, sc.token, self.uploads)
         self.port = await self.server.start()
         self.pipeline.start()
         return self.port
@@ -81,6 +108,9 @@ class Service:
                 self.pipeline.detector.close()
         if self.server is not None:
             await self.server.close()
+            self.uploads.close()
+        if self._upload_detector is not None:
+            self._upload_detector.close()
 
     async def run_forever(self, on_ready=None) -> None:
         port = await self.start()
