@@ -104,7 +104,7 @@ def _service_config(args):
     """A ServiceConfig from --config YAML, overridden by any flags given."""
     import dataclasses
 
-    from streamdetect.config import ServiceConfig, ServerConfig, SourceConfig, load_config
+    from streamdetect.config import ServiceConfig, SourceConfig, load_config
 
     cfg = load_config(args.config) if getattr(args, "config", None) else ServiceConfig()
     changes = {}
@@ -230,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=10.0, help="measuring time per case (after 3 s warm-up)")
     p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     p.set_defaults(fn=cmd_bench_live)
+
+    from streamdetect import guard, watch
+
+    watch.add_parser(sub)
+    guard.add_parser(sub)
 
     p = sub.add_parser("backends", help="list inference backends and whether they can run here")
     p.set_defaults(fn=cmd_backends)

@@ -226,7 +226,7 @@ def _build(cls, data: dict, **extra):
         if f.name == "raw" or f.name not in data:
             continue
         value = data[f.name]
-        if f.name == "faces":
+        if cls is ScoresEvent and f.name == "faces":
             value = tuple(_build(FaceEvent, face) for face in value)
         elif isinstance(value, list):
             value = tuple(value)
@@ -334,7 +334,7 @@ class StreamDetectClient:
         except InvalidStatus as exc:
             code = exc.response.status_code
             if code in (401, 403):
-                hint = "no token was given: pass the service's token" if not self.token else "the token is wrong"
+                hint = "no token was given" if not self.token else "wrong token"
                 raise AuthError(f"{where} refused the connection (HTTP {code}): {hint}") from None
             raise ConnectionFailed(f"{where} answered HTTP {code} instead of a WebSocket; is this a StreamDetect "
                                    f"service URL (ws://HOST:PORT/ws)?", retryable=code >= 500) from None
@@ -363,7 +363,7 @@ class StreamDetectClient:
             if self._announce:
                 self._announce, self._ever = False, True
                 yield ConnectionEvent("connected", redact(self.url))
-            ws, opened = self._ws, time.monotonic()
+            ws, opened, last_error = self._ws, time.monotonic(), ""
             try:
                 async for text in ws:
                     try:
@@ -371,7 +371,10 @@ class StreamDetectClient:
                     except json.JSONDecodeError as exc:
                         yield UnknownEvent(type_name="", problem=f"not JSON: {exc}", raw={"text": str(text)[:200]})
                         continue
-                    yield parse_event(message)
+                    event = parse_event(message)
+                    if isinstance(event, ErrorEvent):
+                        last_error = event.message  # says why, if the server closes the connection next
+                    yield event
             except ConnectionClosed:
                 pass
             self._ws = None
@@ -379,7 +382,7 @@ class StreamDetectClient:
                 return
             reason = f"{redact(self.url)} closed the connection" + (f": {ws.close_reason}" if ws.close_reason else "")
             if ws.close_code == POLICY_VIOLATION:
-                raise ConnectionFailed(reason, retryable=False)
+                raise ConnectionFailed(f"{reason} ({last_error})" if last_error else reason, retryable=False)
             if not self.reconnect:
                 yield ConnectionEvent("disconnected", reason)
                 return

@@ -97,7 +97,7 @@ class StreamWorker:
 
 class Pipeline:
     def __init__(self, config: ServiceConfig, engine, detector, publish: Callable[[msg.Message], None],
-                 on_frame: Callable | None = None):
+                 on_frame: Callable | None = None, sources=()):
         self.cfg, self.engine, self.detector, self.publish = config, engine, detector, publish
         self.on_frame = on_frame  # (frame, [FaceScore]) after each processed frame: annotation, previews
         self.quality = QualityThresholds(min_face_px=config.faces.min_face_px)
@@ -113,6 +113,9 @@ class Pipeline:
                 source = VideoSource.failed(sc.name or f"source{i + 1}", sc.url, str(exc), **options)
             tracker = FaceTracker(max_missed=config.faces.max_missed)
             self.workers.append(StreamWorker(source, tracker))
+        for source in sources:  # sources the caller feeds itself (sources.push.PushSource: WebRTC frames)
+            source.attach(self._ready, self._on_status)
+            self.workers.append(StreamWorker(source, FaceTracker(max_missed=config.faces.max_missed)))
         names = [w.name for w in self.workers]
         if len(set(names)) != len(names):
             raise ValueError(f"two sources have the same name {names}; give each a distinct name")

@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(watch(args))
     except AuthError as exc:
-        print(f"streamdetect watch: error: {exc} (use --token)", file=sys.stderr)
+        print(f"streamdetect watch: error: {exc}; pass the service's token with --token", file=sys.stderr)
         return 2
     except ConnectionFailed as exc:
         print(f"streamdetect watch: error: {exc}", file=sys.stderr)

@@ -3,7 +3,6 @@
 import asyncio
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import av
