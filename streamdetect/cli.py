@@ -129,6 +129,9 @@ def cmd_serve(args) -> int:
 
     def ready(port):
         host = service.config.server.host
+        if host not in ("127.0.0.1", "localhost", "::1") and not service.config.server.token:
+            print(f"WARNING: listening on {host} without a token: anyone who can reach it sees every stream "
+                  f"(set --token)", file=sys.stderr)
         names = ", ".join(w.name for w in service.pipeline.workers)
         print(f"streamdetect serving {names}\n  WebSocket: ws://{host}:{port}/ws\n  health:    http://{host}:{port}/healthz\n"
               f"  watch it:  python -m websockets ws://{host}:{port}/ws   (Ctrl-C stops)", flush=True)

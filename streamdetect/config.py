@@ -26,6 +26,10 @@ class SourceConfig:
     def __post_init__(self):
         if self.policy not in (None, "drop_oldest", "wait"):
             raise ValueError(f"policy must be 'drop_oldest' or 'wait', got {self.policy!r}")
+        if self.transport not in ("tcp", "udp"):
+            raise ValueError(f"transport must be 'tcp' or 'udp', got {self.transport!r}")
+        if self.buffer is not None and self.buffer < 1:
+            raise ValueError(f"buffer must be at least 1 frame, got {self.buffer}")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,12 @@ class ServerConfig:
     preview_width: int = 480
     upload_max_mb: float = 200.0  # dashboard uploads: larger files are refused before any byte is stored
     upload_dir: str | None = None  # where uploads are stored while scanned (default: a private temp folder)
+
+    def __post_init__(self):
+        if self.token is not None and not self.token.strip():
+            raise ValueError("server.token is empty: give a real token, or leave it out to disable auth")
+        if self.preview_width < 16 or self.upload_max_mb <= 0 or self.scores_hz < 0 or self.preview_hz < 0:
+            raise ValueError("server: preview_width must be >= 16, upload_max_mb > 0, scores_hz and preview_hz >= 0")
 
 
 @dataclass(frozen=True)

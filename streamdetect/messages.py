@@ -27,7 +27,7 @@ class FaceScore:
     confidence: float | None  # rolling p_fake over the window; None before any usable frame
     verdict: str  # unknown | clear | suspicious | alert
     frames: int  # usable frames seen for this face
-    flags: list[str] = field(default_factory=list)  # too_small, too_dark, too_blurry
+    flags: list[str] = field(default_factory=list)  # too_small, too_dark, too_blurry, lost (detector lost it)
 
 
 @dataclass(frozen=True)

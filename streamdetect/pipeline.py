@@ -88,6 +88,7 @@ class StreamWorker:
     last_status_at: float = 0.0
     last_preview_at: float = 0.0
     state_changed: bool = True
+    reset_pending: bool = False  # set by the decode thread on reconnect; handled by the processing thread
     finished: bool = False
 
     @property
@@ -135,6 +136,11 @@ class Pipeline:
             w.source.stop()
         self._thread.join(10)
 
+    @property
+    def running(self) -> bool:
+        """True while the processing thread runs (it ends when every finite source has ended, or on a fatal error)."""
+        return self._thread.is_alive() or (self.workers and all(w.finished for w in self.workers))
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every source has finished (files); True if they did."""
         self._thread.join(timeout)
@@ -144,6 +150,8 @@ class Pipeline:
         for w in self.workers:
             if w.name == event.stream:
                 w.state_changed = True
+                if event.state is SourceState.RECONNECTING:
+                    w.reset_pending = True  # after an outage the faces may be other people: start afresh
                 if event.state in (SourceState.RECONNECTING, SourceState.OFFLINE) and event.detail:
                     log.warning("%s: %s: %s", event.stream, event.state.value, event.detail)
         self._ready.set()
@@ -156,6 +164,8 @@ class Pipeline:
                 self._ready.clear()
                 batch = []
                 for w in self.workers:
+                    if w.reset_pending:
+                        self._reset(w)
                     item = None if w.finished else w.source.read()
                     if item is END:
                         self._finish(w)
@@ -182,14 +192,24 @@ class Pipeline:
                 jobs_per_frame.append([])
         usable = [j for jobs in jobs_per_frame for j in jobs if not j.flags]
         if usable:
-            features = self.engine.encode(np.stack([j.crop for j in usable]))
-            for job, p in zip(usable, step_tracks(self.engine, [j.state.window for j in usable], features)):
+            try:
+                features = self.engine.encode(np.stack([j.crop for j in usable]))
+                p_fake = step_tracks(self.engine, [j.state.window for j in usable], features)
+            except Exception as exc:  # a failed model call loses this round's scores, not the service
+                log.exception("model call failed")
+                self.publish(msg.Error(f"model call failed ({self.engine.name}): {exc}"))
+                p_fake = []
+            for job, p in zip(usable, p_fake):
                 job.p_fake = p
                 job.previous = job.state.scorer.verdict
                 job.change = job.state.scorer.update(p, job.state.window.scores)
         now = time.monotonic()
         for (w, frame), jobs in zip(batch, jobs_per_frame):
-            self._emit_frame(w, frame, jobs, now)
+            try:
+                self._emit_frame(w, frame, jobs, now)
+            except Exception as exc:
+                log.exception("%s: frame %d could not be published", w.name, frame.index)
+                self.publish(msg.Error(f"{w.name}: frame {frame.index} could not be published: {exc}"))
 
     def _faces(self, w: StreamWorker, frame) -> list[FaceJob]:
         fc = self.cfg.faces
@@ -210,7 +230,10 @@ class Pipeline:
                     TrackWindow(self.cfg.window, self.engine.card.config.hidden_size),
                     TrackScorer(self.cfg.scoring, self.engine.card.threshold))
             crop = align_crop(frame.rgb, track.detection, size)
-            jobs.append(FaceJob(track, state, crop, quality_flags(crop, track.detection, self.quality)))
+            flags = quality_flags(crop, track.detection, self.quality)
+            if track.missed > 0:  # the detector lost it: the box is a guess, the crop may be background
+                flags += ("lost",)
+            jobs.append(FaceJob(track, state, crop, flags))
         return jobs
 
     def _emit_frame(self, w: StreamWorker, frame, jobs: list[FaceJob], now: float) -> None:
@@ -243,8 +266,16 @@ class Pipeline:
 
     def _finish(self, w: StreamWorker) -> None:
         w.finished = True
+        self._reset(w)
+
+    def _reset(self, w: StreamWorker) -> None:
+        """End every track of a stream (reconnect or end): no id, memory or verdict carries over an outage."""
+        w.reset_pending = False
         for track_id in w.tracker.reset():
             self._end_track(w, track_id)
+        for track_id in list(w.faces):  # tracks not yet confirmed by the tracker
+            self._end_track(w, track_id)
+        w.frames = 0  # the next frame runs the detector
         w.state_changed = True
 
     def _emit_status(self) -> None:

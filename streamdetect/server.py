@@ -68,10 +68,14 @@ class WebSocketServer:
         """Plain HTTP before any WebSocket upgrade: health, the dashboard's files, upload results, auth."""
         path = urlsplit(request.path).path
         if path == "/healthz":
-            return _reply(http.HTTPStatus.OK, json.dumps(self.health()).encode(), "application/json")
+            health = self.health()
+            status = http.HTTPStatus.OK if health["status"] == "ok" else http.HTTPStatus.SERVICE_UNAVAILABLE
+            return _reply(status, json.dumps(health).encode(), "application/json")
         if path in ("/", "/index.html") or path.startswith("/static/"):
             return _dashboard_file("index.html" if not path.startswith("/static/") else path[len("/static/"):])
         if path in ("/ws", "/upload") or path.startswith("/uploads/"):
+            if not _same_origin(request):  # any web page could otherwise read a loopback service's feeds
+                return connection.respond(http.HTTPStatus.FORBIDDEN, "cross-origin request refused\n")
             if not self._authorised(request):
                 return connection.respond(http.HTTPStatus.UNAUTHORIZED,
                                           "missing or wrong token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n")
@@ -122,6 +126,13 @@ class WebSocketServer:
 
 
 _STATIC_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _same_origin(request) -> bool:
+    """Browsers send Origin on WebSocket upgrades; only our own dashboard (same host:port) may connect.
+    Non-browser clients send no Origin and are governed by the token alone."""
+    origin = request.headers.get("Origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("Host", "")
 
 
 def _reply(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:

@@ -88,6 +88,9 @@ class Service:
 
     def health(self) -> dict:
         streams = {w.name: w.source.state.value for w in self.pipeline.workers}
+        if self.pipeline.error is not None or not self.pipeline.running:
+            return {"status": "error", "version": __version__, "streams": streams,
+                    "error": f"processing stopped: {self.pipeline.error or 'not running'}"}
         return {"status": "ok", "version": __version__, "streams": streams}
 
     async def start(self) -> int:

@@ -61,5 +61,7 @@ def test_rtsp_camera_survives_a_server_restart(camera, engine, detector):
     before = [m["frame"] for phase, m in log if phase == "before" and m["type"] == "scores"]
     after = [m["frame"] for phase, m in log if phase == "after" and m["type"] == "scores"]
     assert after[-1] > before[-1]  # frame counter keeps counting across the reconnect
+    ids = lambda phase: {f["track"] for p, m in log if p == phase and m["type"] == "scores" for f in m["faces"]}  # noqa: E731
+    assert ids("after") and not ids("after") & ids("before")  # no identity carried over the outage
     online_after = [m for phase, m in log if phase == "after" and m["type"] == "status" and m["state"] == "online"]
     assert online_after and online_after[-1]["latency_ms"]["p95"] < 2000

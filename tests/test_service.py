@@ -134,6 +134,11 @@ def test_token_auth(engine, detector, tmp_path):
                 assert json.loads(await ws.recv())["type"] == "hello"
             async with connect(url + "?token=s3cret") as ws:
                 assert json.loads(await ws.recv())["type"] == "hello"
+            # another web page (a different Origin) may not read the feeds, even with the browser on loopback
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(url + "?token=s3cret", origin="http://evil.example"):
+                    pass
+            assert refused.value.response.status_code == 403
         finally:
             await service.stop()
 
@@ -208,6 +213,9 @@ def test_example_config_loads_and_typos_are_rejected(tmp_path):
     typo = tmp_path / "typo.yaml"
     typo.write_text(example.read_text().replace("detect_every:", "detect_evry:"))
     with pytest.raises(ConfigError, match=r"config.faces: unknown key\(s\) \['detect_evry'\]"):
+        load_config(typo)
+    typo.write_text("server:\n  token: ''\n")
+    with pytest.raises(ConfigError, match="token is empty"):
         load_config(typo)
     typo.write_text("window: [1, 2]\n")
     with pytest.raises(ConfigError, match="config.window: expected int"):

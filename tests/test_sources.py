@@ -134,3 +134,35 @@ def test_backoff_grows_caps_and_jitters():
         delays = {round(b.delay(attempt), 6) for _ in range(50)}
         assert all(full / 2 <= d <= full for d in delays)
         assert len(delays) > 1, "no jitter: sources lost together would retry in lockstep"
+
+
+def test_drop_oldest_never_blocks_the_decoder():
+    import threading
+
+    from streamdetect.sources.base import FrameBuffer
+
+    buffer, stop = FrameBuffer(1, DropPolicy.DROP_OLDEST), threading.Event()
+    start = time.monotonic()
+    for i in range(50):
+        assert buffer.put(i, stop)
+    assert time.monotonic() - start < 0.05  # a live camera is never made to wait for processing
+    assert buffer.dropped == 49 and buffer.get_nowait() == 49
+
+
+def test_backoff_survives_long_outages():
+    assert Backoff(initial_s=0.5, max_s=10).delay(5000) <= 10  # hours of retries must not overflow
+
+
+def test_camera_credentials_never_reach_status_messages():
+    from streamdetect.sources.spec import redact
+
+    url = "rtsp://admin:s3cret@127.0.0.1:9/live"
+    events = []
+    source = VideoSource(parse_source(url), on_status=events.append, backoff=Backoff(0.05, 0.1, max_attempts=1),
+                         open_timeout_s=1).start()
+    deadline = time.monotonic() + 10
+    while source.state is not SourceState.OFFLINE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert events and all("s3cret" not in e.detail and "admin" not in e.detail for e in events)
+    assert "rtsp://127.0.0.1:9/live" in events[-1].detail
+    assert redact("no url here", url) == "no url here"

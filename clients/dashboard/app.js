@@ -87,8 +87,9 @@ function stream(name) {
       <span>dropped <b class="dropped">0</b></span><span>faces <b class="nfaces">0</b></span>
       <span>frame <b class="frame">–</b></span></div>
     <div class="detail"></div>
-    <div class="body"><img class="preview" alt="live preview of ${name}"><div class="faces"></div></div>`;
-  $(".name", card).textContent = name;
+    <div class="body"><img class="preview"><div class="faces"></div></div>`;
+  $(".name", card).textContent = name; // names come from the service's config: never parsed as HTML
+  $(".preview", card).alt = "live preview of " + name;
   $("#streams").append(card);
   s = { card, faces: new Map() };
   state.streams.set(name, s);

@@ -54,20 +54,27 @@ class FrameBuffer:
         self._ready = ready  # shared by all sources: wakes the processing thread
 
     def put(self, item, stop: threading.Event) -> bool:
-        """Add a frame (or END); False if `stop` was set while waiting."""
-        while not stop.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                break
-            except queue.Full:
-                if self.policy is DropPolicy.DROP_OLDEST and item is not END:
+        """Add a frame (or END); False if `stop` was set while waiting. DROP_OLDEST never waits."""
+        if self.policy is DropPolicy.DROP_OLDEST and item is not END:
+            while True:
+                try:
+                    self._q.put_nowait(item)
+                    break
+                except queue.Full:
                     try:
                         self._q.get_nowait()
                         self.dropped += 1
                     except queue.Empty:
                         pass
         else:
-            return False
+            while True:
+                if stop.is_set():
+                    return False
+                try:
+                    self._q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
         if self._ready is not None:
             self._ready.set()
         return True

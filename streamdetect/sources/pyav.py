@@ -11,7 +11,7 @@ from typing import Callable
 
 from streamdetect.errors import SourceOpenError
 from streamdetect.sources.base import END, DropPolicy, Frame, FrameBuffer, SourceState, StatusEvent
-from streamdetect.sources.spec import SourceSpec
+from streamdetect.sources.spec import SourceSpec, redact
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """Equal jitter: half fixed, half random, so many cameras lost together do not retry in lockstep."""
-        d = min(self.max_s, self.initial_s * self.factor ** attempt)
+        d = min(self.max_s, self.initial_s * self.factor ** min(attempt, 32))  # (2.0 ** 1024 overflows)
         return d / 2 + random.uniform(0, d / 2)
 
 
@@ -66,6 +66,7 @@ class VideoSource:
 
     # -- decode thread ---------------------------------------------------------------------------------
     def _set_state(self, state: SourceState, detail: str = "") -> None:
+        detail = redact(detail, self.spec.url)  # never broadcast a camera's password
         self.state = state
         self.last_error = detail  # cleared when the source is back online
         self.on_status(StatusEvent(self.name, state, detail))
@@ -77,6 +78,14 @@ class VideoSource:
         return cls(SourceSpec(name, url, url), error=error, **kwargs)
 
     def _run(self) -> None:
+        try:
+            self._run_source()
+        except Exception as exc:  # never die silently: a file must still end, a live stream must say it is down
+            log.exception("%s: decode thread failed", self.name)
+            self._set_state(SourceState.OFFLINE, f"internal error: {exc}")
+            self.buffer.put(END, self._stop)
+
+    def _run_source(self) -> None:
         if self.error:
             self._set_state(SourceState.OFFLINE, self.error)
             return

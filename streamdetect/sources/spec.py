@@ -68,6 +68,15 @@ def parse_source(url: str, name: str | None = None, transport: str = "tcp") -> S
     return SourceSpec(name, url, str(path))
 
 
+def redact(text: str, url: str) -> str:
+    """`text` with the URL's credentials (rtsp://user:pass@host) removed: status details reach every client."""
+    parsed = urlparse(url)
+    if not parsed.password and not parsed.username:
+        return text
+    public = parsed._replace(netloc=parsed.netloc.rsplit("@", 1)[1]).geturl()
+    return text.replace(url, public).replace(parsed.netloc.rsplit("@", 1)[0] + "@", "")
+
+
 def _default_name(url: str) -> str:
     parsed = urlparse(url)
     if parsed.scheme in LIVE_SCHEMES + ("http", "https"):
