@@ -8,6 +8,7 @@ route to TensorRT (`load_engine(..., backend="onnxruntime", device="tensorrt")`)
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,15 @@ class _Graph:
         self.max_faces = self.engine.get_tensor_profile_shape(self.inputs[0], 0)[2][0]
         self.dtypes = {n: getattr(torch, np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))).name) for n in names}
         self.stream = torch.cuda.Stream()
+        # One execution context holds shapes and addresses between calls: the live pipeline and upload scans
+        # share the engine from different threads, so calls must not interleave.
+        self.lock = threading.Lock()
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        with self.lock:
+            return self._call(arrays)
+
+    def _call(self, arrays) -> list[np.ndarray]:
         n = arrays[0].shape[0]
         if n == 0:  # the profile starts at 1 face (TensorRT rejects a 0 batch); a frame without faces needs no call
             return [np.zeros((0, *tuple(self.engine.get_tensor_shape(o))[1:]), np.float32) for o in self.outputs]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -22,30 +23,36 @@ GRAPH_KEY = "streamdetect.graph"
 
 
 def export_onnx(model: DeepfakeDetector, out_dir: str | Path) -> list[ValidationReport]:
-    """Write encoder.onnx, step.onnx and card.json into out_dir; raise ValidationError (writing nothing) on mismatch."""
+    """Write encoder.onnx, step.onnx and card.json into out_dir; raise ValidationError (writing nothing) on mismatch.
+
+    Every graph is exported and validated under a temporary name first; only when all pass do they replace the
+    files in out_dir, so a failed re-export never leaves a new encoder beside an old step graph.
+    """
     from streamdetect.engines.ort import import_ort, make_session
 
     import_ort()  # fail before minutes of export work if validation cannot run
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.float().cpu().eval()
-    reports = []
-    for graph in GRAPHS:
-        final = graph_path(out_dir, graph)
-        tmp = final.with_name(final.name + ".partial")
-        with timed(f"export {graph}.onnx", log) as t:
-            _export_graph(model, graph, tmp)
-            t.note(f"{tmp.stat().st_size / 1e6:.1f} MB")
-        with timed(f"validate {graph}.onnx against torch", log) as t:
-            session = make_session(tmp, "cpu")
-            try:
-                reports.append(VALIDATORS[graph](model, _runner(session, graph)))
-            except Exception:
-                tmp.unlink(missing_ok=True)
-                raise
-            t.note(str(reports[-1]))
-        tmp.replace(final)
-    (out_dir / CARD_FILE).write_text(model.card.to_json() + "\n")
+    reports, staged = [], {}
+    try:
+        for graph in GRAPHS:
+            final = graph_path(out_dir, graph)
+            tmp = staged[final] = final.with_name(f"{final.name}.{os.getpid()}.partial")  # pid: parallel exports
+            with timed(f"export {graph}.onnx", log) as t:
+                _export_graph(model, graph, tmp)
+                t.note(f"{tmp.stat().st_size / 1e6:.1f} MB")
+            with timed(f"validate {graph}.onnx against torch", log) as t:
+                reports.append(VALIDATORS[graph](model, _runner(make_session(tmp, "cpu"), graph)))
+                t.note(str(reports[-1]))
+        card = out_dir / f"{CARD_FILE}.{os.getpid()}.partial"
+        card.write_text(model.card.to_json() + "\n")
+        staged[out_dir / CARD_FILE] = card
+        for final, tmp in staged.items():
+            tmp.replace(final)
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
     return reports
 
 

@@ -64,7 +64,7 @@ class WebSocketServer:
         given = header[7:] if header.startswith("Bearer ") else (_query(request.path).get("token") or [""])[0]
         return hmac.compare_digest(given.encode(), self.token.encode())
 
-    def _http(self, connection: ServerConnection, request):
+    async def _http(self, connection: ServerConnection, request):
         """Plain HTTP before any WebSocket upgrade: health, the dashboard's files, upload results, auth."""
         path = urlsplit(request.path).path
         if path == "/healthz":
@@ -83,7 +83,8 @@ class WebSocketServer:
                 video = self.uploads.result_path(path[len("/uploads/"):]) if self.uploads else None
                 if video is None:
                     return connection.respond(http.HTTPStatus.NOT_FOUND, "no such upload result\n")
-                return _reply(http.HTTPStatus.OK, video.read_bytes(), "video/mp4")
+                body = await asyncio.to_thread(video.read_bytes)  # megabytes: keep the event loop free
+                return _reply(http.HTTPStatus.OK, body, "video/mp4")
             if path == "/upload" and self.uploads is None:
                 return connection.respond(http.HTTPStatus.NOT_FOUND, "uploads are not enabled on this server\n")
             return None  # proceed with the WebSocket handshake

@@ -3,7 +3,7 @@ upload folder, scanned with the live pipeline's engine, and removed; only the an
 newest), for playback at /uploads/<id>.mp4.
 
 Protocol (JSON text frames, then binary chunks):
-  client: {"type": "upload", "name": "clip.mp4", "size": 1234567}      then the file as binary frames (<= 1 MiB)
+  client: {"type": "upload", "name": "clip.mp4", "size": 1234567}      then the file as binary frames (<= 2 MiB)
   server: {"type": "upload_progress", "stage": "receiving"|"queued"|"scanning", "done": n, "total": m}
   server: {"type": "upload_result", "result": {scan JSON}, "video": "/uploads/<id>.mp4"}
   server: {"type": "upload_error", "message": "..."}                  (then closes)
@@ -23,6 +23,8 @@ from streamdetect.errors import StreamDetectError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 KEEP_RESULTS = 5
+MAX_PENDING = 2  # uploads received or queued at once; more are refused (each may hold upload_max_mb on disk)
+RECEIVE_TIMEOUT_S = 60
 RESULT_NAME = re.compile(r"^[0-9a-f]{32}\.mp4$")
 
 
@@ -38,6 +40,7 @@ class Uploads:
         self.folder = Path(folder or tempfile.mkdtemp(prefix="streamdetect-uploads-")).resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
         self._one_at_a_time = asyncio.Lock()  # scans are CPU-heavy: queue them behind each other
+        self.pending = 0
 
     def result_path(self, name: str) -> Path | None:
         """The annotated video for /uploads/<name>, or None: only server-made names inside the folder resolve."""
@@ -51,13 +54,21 @@ class Uploads:
             shutil.rmtree(self.folder, ignore_errors=True)
 
     async def handle(self, ws) -> None:
+        if self.pending >= MAX_PENDING:
+            await ws.send(json.dumps({"type": "upload_error", "message": "the server is busy with other uploads; try again shortly"}))
+            return
+        self.pending += 1
         try:
             await self._handle(ws)
         except UploadError as exc:
             await ws.send(json.dumps({"type": "upload_error", "message": str(exc)}))
+        except TimeoutError:
+            await ws.send(json.dumps({"type": "upload_error", "message": f"no data for {RECEIVE_TIMEOUT_S} s: upload abandoned"}))
+        finally:
+            self.pending -= 1
 
     async def _handle(self, ws) -> None:
-        header = _parse_header(await ws.recv())
+        header = _parse_header(await asyncio.wait_for(ws.recv(), RECEIVE_TIMEOUT_S))
         name, size = header["name"], header["size"]
         if Path(name).suffix.lower() not in VIDEO_SUFFIXES:
             raise UploadError(f"{name}: not a video file type we accept ({', '.join(VIDEO_SUFFIXES)})")
@@ -85,7 +96,7 @@ class Uploads:
         done, last_report = 0, 0
         with path.open("wb") as f:
             while done < size:
-                chunk = await ws.recv()
+                chunk = await asyncio.wait_for(ws.recv(), RECEIVE_TIMEOUT_S)
                 if isinstance(chunk, str):
                     raise UploadError("expected the file's bytes as binary frames after the upload header")
                 done += len(chunk)
@@ -105,7 +116,7 @@ class Uploads:
 
         try:
             return await asyncio.to_thread(self.scan_file, source, result_file, progress)
-        except StreamDetectError as exc:
+        except Exception as exc:  # whatever went wrong, the user gets a message rather than a dropped socket
             raise UploadError(f"could not scan the video: {exc}") from exc
 
     def _prune(self) -> None:

@@ -82,6 +82,21 @@ def test_mismatching_graph_is_refused_and_not_written(tmp_path, monkeypatch):
     assert not is_export_dir(tmp_path)
 
 
+def test_failed_reexport_keeps_the_previous_export_whole(tmp_path, monkeypatch):
+    """A re-export whose step graph fails validation must not leave a new encoder beside the old step graph."""
+    import streamdetect.export.onnx as onnx_export
+
+    export_model(small_model(hidden=16), tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    newer, impostor = small_model(hidden=16, seed=2), small_model(hidden=16, seed=1)
+    real_export = onnx_export._export_graph
+    monkeypatch.setattr(onnx_export, "_export_graph",
+                        lambda m, graph, path: real_export(impostor if graph == "step" else m, graph, path))
+    with pytest.raises(ValidationError, match="step"):
+        export_model(newer, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_checkpoint_is_exported_once_then_cached(tmp_path, monkeypatch):
     path = save_checkpoint(small_model(hidden=16), tmp_path / "m.safetensors")
     first = load_engine(path, backend="onnxruntime")
