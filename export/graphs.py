@@ -61,7 +61,7 @@ def _encoder_inputs(model: DeepfakeDetector, faces: int):
 def _step_inputs(model: DeepfakeDetector, faces: int):
     cfg = model.card.config
     h, c = (torch.randn(faces, cfg.hidden_size) * 0.5 for _ in range(2))
-    return torch.randn(faces, cfg.feature_size), h, c
+    return torch.randn(faces, cfg.step_input_size), h, c
 
 
 GRAPH_SPECS: dict[str, GraphSpec] = {

@@ -59,7 +59,7 @@ def validate_step(model: DeepfakeDetector, run, atol: float = ATOL) -> Validatio
     h_o, c_o = h_t.numpy(), c_t.numpy()
     worst, checks = 0.0, 0
     for t in range(CHAINED_STEPS):
-        feats = torch.randn(CHAINED_FACES, cfg.feature_size, generator=gen)
+        feats = torch.randn(CHAINED_FACES, cfg.step_input_size, generator=gen)
         with torch.no_grad():
             p_t, (h_t, c_t) = model.step(feats, (h_t, c_t))
         p_o, h_o, c_o = run(feats.numpy(), h_o, c_o)

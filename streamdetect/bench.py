@@ -83,7 +83,7 @@ def run_bench(model=None, backends=None, batches=None, min_calls: int = 10, min_
                 crops = rng.integers(0, 256, (batch, cfg.input_size, cfg.input_size, 3), dtype=np.uint8)
                 times = _time(lambda: engine.encode(crops), min_calls, min_seconds)
             else:
-                feats = rng.standard_normal((batch, cfg.feature_size), dtype=np.float32)
+                feats = rng.standard_normal((batch, cfg.step_input_size), dtype=np.float32)
                 state = [engine.init_state(batch)]
 
                 def one_step():  # chained, as in streaming: each call consumes the previous state

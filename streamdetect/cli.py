@@ -235,9 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_bench_live)
 
     from streamdetect import guard, watch
+    from streamdetect.training import cli as training_cli
 
     watch.add_parser(sub)
     guard.add_parser(sub)
+    training_cli.add_parsers(sub)
 
     p = sub.add_parser("backends", help="list inference backends and whether they can run here")
     p.set_defaults(fn=cmd_backends)

@@ -66,3 +66,7 @@ class EndOfStream(StreamError):
 
 class ConfigError(StreamDetectError):
     """The service configuration is invalid; the message names the key."""
+
+
+class DatasetError(StreamDetectError):
+    """A dataset folder, manifest or video cannot be used for training or evaluation."""

@@ -51,6 +51,7 @@ class FaceJob:
     state: FaceState
     crop: np.ndarray
     flags: tuple[str, ...]
+    expression: np.ndarray | None = None  # landmark features, for models trained with expression cues
     p_fake: float | None = None
     change: Verdict | None = None
     previous: Verdict = Verdict.UNKNOWN
@@ -122,6 +123,15 @@ class Pipeline:
             raise ValueError(f"two sources have the same name {names}; give each a distinct name")
         self._thread = threading.Thread(target=self._run, name="processing", daemon=True)
         self.error: BaseException | None = None
+        self.mesh = self.expression = None
+        if engine.card.config.expression_size:
+            from streamdetect.faces.expression import EXPRESSION_SIZE, ExpressionTracker
+            from streamdetect.faces.landmarks import FaceMesh
+
+            if engine.card.config.expression_size != EXPRESSION_SIZE:
+                raise ValueError(f"the model reads {engine.card.config.expression_size} expression features but "
+                                 f"this StreamDetect computes {EXPRESSION_SIZE}; use a matching version")
+            self.mesh, self.expression = FaceMesh(), ExpressionTracker()
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> Pipeline:
@@ -194,6 +204,8 @@ class Pipeline:
         if usable:
             try:
                 features = self.engine.encode(np.stack([j.crop for j in usable]))
+                if self.expression is not None:  # the model reads expression cues beside the CNN features
+                    features = np.concatenate([features, np.stack([j.expression for j in usable])], axis=1)
                 p_fake = step_tracks(self.engine, [j.state.window for j in usable], features)
             except Exception as exc:  # a failed model call loses this round's scores, not the service
                 log.exception("model call failed")
@@ -234,7 +246,19 @@ class Pipeline:
             if track.missed > 0:  # the detector lost it: the box is a guess, the crop may be background
                 flags += ("lost",)
             jobs.append(FaceJob(track, state, crop, flags))
+        if self.mesh is not None and jobs:
+            self._add_expression(w, frame.rgb, jobs, size)
         return jobs
+
+    def _add_expression(self, w: StreamWorker, rgb: np.ndarray, jobs: list[FaceJob], size: int) -> None:
+        """Face-mesh landmarks for every face of the frame in one call, in crop coordinates as in training."""
+        from streamdetect.faces.crop import points_to_crop
+
+        dets = [j.track.detection for j in jobs]
+        points, presence = self.mesh.landmarks_with_presence(rgb, dets)
+        for job, det, pts, present in zip(jobs, dets, points, presence):
+            unit = points_to_crop(pts[:, :2], det, size) / size if present >= 0.5 else None
+            job.expression = self.expression.update((w.name, job.track.track_id), unit)
 
     def _emit_frame(self, w: StreamWorker, frame, jobs: list[FaceJob], now: float) -> None:
         w.processed_meter.tick(now)
@@ -260,6 +284,8 @@ class Pipeline:
 
     def _end_track(self, w: StreamWorker, track_id: int) -> None:
         state = w.faces.pop(track_id, None)  # frees the track's recurrent state and window
+        if self.expression is not None:
+            self.expression.forget((w.name, track_id))
         if state is not None:
             self.publish(msg.TrackEnd(w.name, track_id, state.scorer.usable, _r(state.scorer.confidence),
                                       state.scorer.verdict.value))

@@ -37,3 +37,17 @@ def align_crop(rgb: np.ndarray, detection: Detection, size: int = 112, margin: f
     square = cv2.warpAffine(rgb, m, (side_px, side_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     interp = cv2.INTER_AREA if side_px > size else cv2.INTER_LINEAR
     return cv2.resize(square, (size, size), interpolation=interp)
+
+
+def points_to_crop(points_xy: np.ndarray, detection: Detection, size: int = 112,
+                   margin: float = CROP_MARGIN) -> np.ndarray:
+    """Frame-pixel points (K, 2+) -> (K, 2) float32 pixel coordinates in `align_crop(rgb, detection, size, margin)`.
+
+    Same geometry as align_crop: rotation about the box centre, a shift into the side_px square, then the resize,
+    whose pixel centres satisfy x' = (x + 0.5) * size / side_px - 0.5 (OpenCV's convention for both modes)."""
+    cx, cy = detection.box.center
+    side_px = max(2, int(round(max(detection.box.width, detection.box.height) * margin)))
+    m = cv2.getRotationMatrix2D((cx, cy), eye_angle(detection), 1.0)
+    m[:, 2] += (side_px / 2 - cx, side_px / 2 - cy)
+    square = np.asarray(points_xy, dtype=np.float64)[:, :2] @ m[:, :2].T + m[:, 2]
+    return ((square + 0.5) * (size / side_px) - 0.5).astype(np.float32)

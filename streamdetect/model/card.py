@@ -28,6 +28,10 @@ class ModelConfig:
     dropout: float = 0.4
     # The paper's feature fusion: concatenate the frame's pooled CNN features with the LSTM output before the FC.
     fusion: bool = False
+    # Expression cues (the paper's second objective): this many per-frame landmark features (mouth, eyes, brows,
+    # head pose and their motion; streamdetect.faces.expression) are concatenated to the CNN features before
+    # the LSTM. 0 = off. The step graph then takes feature_size + expression_size inputs per face.
+    expression_size: int = 0
 
     def __post_init__(self):
         from streamdetect.model.backbones import BACKBONES
@@ -38,6 +42,8 @@ class ModelConfig:
             raise ValueError(f"input_size must be 112 or 224, got {self.input_size}")
         if self.hidden_size < 1:
             raise ValueError(f"hidden_size must be positive, got {self.hidden_size}")
+        if self.expression_size < 0:
+            raise ValueError(f"expression_size must be 0 (off) or positive, got {self.expression_size}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -46,6 +52,11 @@ class ModelConfig:
         from streamdetect.model.backbones import BACKBONES
 
         return BACKBONES[self.backbone].feature_size
+
+    @property
+    def step_input_size(self) -> int:
+        """Width of what the LSTM reads per frame: CNN features, then expression features when enabled."""
+        return self.feature_size + self.expression_size
 
 
 @dataclass(frozen=True)

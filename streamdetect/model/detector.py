@@ -42,9 +42,9 @@ class DeepfakeDetector(nn.Module):
         cfg = self.card.config
         self.normalize = Normalize(self.card.mean, self.card.std)
         self.backbone = build_backbone(cfg.backbone, cfg.input_size, pretrained_backbone)
-        self.lstm = nn.LSTM(cfg.feature_size, cfg.hidden_size, num_layers=1, batch_first=True)
+        self.lstm = nn.LSTM(cfg.step_input_size, cfg.hidden_size, num_layers=1, batch_first=True)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.hidden_size + (cfg.feature_size if cfg.fusion else 0), 2)
+        self.head = nn.Linear(cfg.hidden_size + (cfg.step_input_size if cfg.fusion else 0), 2)
 
     # -- per-frame encoder -------------------------------------------------------------------------------
     def encode(self, crops: torch.Tensor) -> torch.Tensor:
@@ -66,11 +66,22 @@ class DeepfakeDetector(nn.Module):
         hidden, (h, c) = self.lstm(features, state)
         return self.classify(hidden, features), (h[0], c[0])
 
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        """(B, T, S, S, 3) crops -> logits (B, T, 2): the verdict after each frame. Training uses [:, -1]."""
+    def forward(self, clips: torch.Tensor, expression: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, S, S, 3) crops [+ (B, T, E) expression features] -> logits (B, T, 2): the verdict after each
+        frame. Training uses [:, -1]."""
         b, t = clips.shape[:2]
         features = self.encode(clips.flatten(0, 1)).view(b, t, -1)
-        return self.temporal(features)[0]
+        return self.temporal(self.join(features, expression))[0]
+
+    def join(self, features: torch.Tensor, expression: torch.Tensor | None) -> torch.Tensor:
+        """CNN features + expression features -> what the LSTM reads (the step graph's `features` input)."""
+        size = self.card.config.expression_size
+        if size == 0:
+            return features
+        if expression is None or expression.shape[-1] != size:
+            got = None if expression is None else tuple(expression.shape)
+            raise ValueError(f"this model reads {size} expression features per frame; got {got}")
+        return torch.cat([features, expression.to(features.dtype)], dim=-1)
 
     def init_state(self, faces: int, device=None, dtype=None) -> State:
         p = self.head.weight
@@ -78,18 +89,23 @@ class DeepfakeDetector(nn.Module):
         return zeros, zeros.clone()
 
     def step(self, features: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """One frame per face: (N, F) features and (h, c) -> (p_fake (N,), (h', c')).
+        """One frame per face: (N, F [+E]) features (see `join`) and (h, c) -> (p_fake (N,), (h', c')).
 
         The LSTM cell is written out as two matmuls so the exported graph is plain MatMul/Sigmoid/Tanh (fast on
         every runtime) and eager CPU avoids nn.LSTM's per-call setup (measured ~6x slower for single steps).
         """
+        logits, state = self.step_logits(features, state)
+        return self.probabilities(logits)[:, 1], state
+
+    def step_logits(self, features: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """`step` before the softmax: (N, 2) logits. Evaluation calibrates the temperature on these."""
         h, c = state if state is not None else self.init_state(features.shape[0], features.device, features.dtype)
         lstm = self.lstm
         gates = F.linear(features, lstm.weight_ih_l0, lstm.bias_ih_l0) + F.linear(h, lstm.weight_hh_l0, lstm.bias_hh_l0)
         i, f, g, o = gates.chunk(4, dim=1)  # PyTorch's gate order
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
-        return self.probabilities(self.classify(h, features))[:, 1], (h, c)
+        return self.classify(h, features), (h, c)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits / self.card.temperature, dim=-1)

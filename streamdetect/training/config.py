@@ -1,0 +1,117 @@
+"""Training configuration: the paper's defaults, every one overridable from a YAML file.
+
+Unknown keys are refused (a typo such as `lr_rate` must not silently train with the default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamdetect.model.card import ModelConfig
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    backbone: str = "resnext50_32x4d"  # the paper's
+    input_size: int = 112
+    hidden_size: int = 2048
+    dropout: float = 0.4
+    fusion: bool = False
+    expression: bool = False  # add landmark expression cues beside the CNN features
+
+    def to_config(self) -> ModelConfig:
+        from streamdetect.faces.expression import EXPRESSION_SIZE
+
+        return ModelConfig(backbone=self.backbone, input_size=self.input_size, hidden_size=self.hidden_size,
+                           dropout=self.dropout, fusion=self.fusion,
+                           expression_size=EXPRESSION_SIZE if self.expression else 0)
+
+
+@dataclass(frozen=True)
+class SBISection:
+    enabled: bool = True
+    frame_jitter: float = 0.0  # >0: small per-frame changes of the blend, imitating flicker
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: tuple[str, ...] = ()  # prepared folders (streamdetect prepare)
+    out: str = "runs/train"
+    model: ModelSection = field(default_factory=ModelSection)
+    pretrained: bool | str = True  # ImageNet backbone weights (True: the installed ones; or a file path)
+    # The paper's optimisation: Adam, lr 1e-5, weight decay 1e-3, batch 4, cross-entropy.
+    lr: float = 1e-5
+    head_lr: float | None = None  # LSTM + FC learning rate; None = lr
+    weight_decay: float = 1e-3
+    batch_size: int = 4
+    seq_len: int = 20
+    steps: int = 2000
+    warmup_steps: int = 0
+    schedule: str = "constant"  # or "cosine"
+    loss: str = "all"  # "all": cross-entropy on the verdict after every frame; "last": only after the last
+    freeze_bn: bool = False  # keep ImageNet BatchNorm statistics (small batches of few clips make poor ones)
+    # What a batch is made of. Classes are balanced 50/50 when `balance`; inside a class, these weights choose
+    # the pool (pools the data does not have are left out and the rest renormalised).
+    balance: bool = True
+    real_mix: dict = field(default_factory=lambda: {"video": 0.7, "image": 0.3})
+    fake_mix: dict = field(default_factory=lambda: {"sbi": 0.5, "blend": 0.25, "synthesis": 0.25})
+    sbi: SBISection = field(default_factory=SBISection)
+    augment: dict = field(default_factory=dict)  # streamdetect.training.augment.AugmentConfig fields
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    val_every: int = 200
+    checkpoint_every: int = 100
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+    def __post_init__(self):
+        if self.loss not in ("all", "last"):
+            raise ValueError(f"loss must be 'all' or 'last', got {self.loss!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if self.batch_size < 1 or self.seq_len < 1 or self.steps < 0:
+            raise ValueError("batch_size and seq_len must be >= 1 and steps >= 0")
+        for name, mix, keys in (("real_mix", self.real_mix, {"video", "image"}),
+                                ("fake_mix", self.fake_mix, {"sbi", "blend", "synthesis"})):
+            if set(mix) - keys:
+                raise ValueError(f"{name}: unknown pools {sorted(set(mix) - keys)}; use {sorted(keys)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, raw: dict, where: str):
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
+    values = {}
+    for key, value in raw.items():
+        if key == "model":
+            value = _build(ModelSection, value, f"{where}.model")
+        elif key == "sbi":
+            value = _build(SBISection, value, f"{where}.sbi")
+        elif key == "data":
+            value = tuple([value] if isinstance(value, str) else value)
+        values[key] = value
+    return cls(**values)
+
+
+def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
+    """YAML file (optional) + keyword overrides (None values ignored) -> TrainConfig."""
+    import yaml
+
+    raw = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"training config {path} does not exist; see examples/train_default.yaml")
+        raw = yaml.safe_load(path.read_text()) or {}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(TrainConfig, raw, str(path or "config"))

@@ -1,0 +1,183 @@
+"""Training clips from prepared folders: identity-safe split, balanced batches, self-blended fakes, augmentation.
+
+A batch depends only on (seed, step): resuming at step k draws exactly the batches an uninterrupted run would
+have drawn, and no worker processes are needed to make that true.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamdetect.errors import DatasetError
+from streamdetect.faces.expression import clip_features, mirror
+from streamdetect.training.prepare import read_manifest
+from streamdetect.training.readers import MediaItem, split_by_identity
+
+_ITEM_FIELDS = {f.name for f in dataclasses.fields(MediaItem)}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One prepared video or photo."""
+
+    key: str
+    label: int
+    method: str
+    family: str
+    kind: str
+    identity: str
+    folder: str
+    frames: int
+    item: MediaItem
+
+    @classmethod
+    def from_row(cls, row: dict) -> Clip:
+        item = MediaItem(**{**{k: row[k] for k in _ITEM_FIELDS if k in row},
+                            "path": Path(row["path"]), "related": tuple(row.get("related", ()))})
+        return cls(row["key"], int(row["label"]), row["method"], row["family"], row["kind"], row["identity"],
+                   row["folder"], int(row["frames"]), item)
+
+
+def load_clips(folders, size: int) -> list[Clip]:
+    clips = []
+    for folder in folders:
+        for row in read_manifest(folder):
+            if size not in row.get("sizes", []):
+                raise DatasetError(f"{folder} has no {size} px crops (it has {row.get('sizes')}); "
+                                   f"prepare it again with --sizes {size}")
+            clips.append(Clip.from_row(row))
+    if not clips:
+        raise DatasetError(f"no prepared items in {list(folders)}")
+    return clips
+
+
+def split_clips(clips: list[Clip], val_fraction: float, seed: int) -> tuple[list[Clip], list[Clip]]:
+    """Train/validation by identity (an identity, and every video made from it, stays on one side)."""
+    by_item = {id(c.item): c for c in clips}
+    train, val = split_by_identity([c.item for c in clips], val_fraction=val_fraction, seed=seed)
+    return [by_item[id(i)] for i in train], [by_item[id(i)] for i in val]
+
+
+class ClipStore:
+    """Memory-mapped crops and landmarks: reading a 20-frame window touches only those frames."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._open: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def window(self, clip: Clip, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """(length, S, S, 3) uint8 crops and (length, 468, 3) landmarks in crop pixels. Clips shorter than
+        `length` (and photos) repeat their last frame: a still face, as a paused video shows it."""
+        if clip.key not in self._open:
+            folder = Path(clip.folder)
+            self._open[clip.key] = (np.load(folder / f"crops_{self.size}.npy", mmap_mode="r"),
+                                    np.load(folder / "landmarks.npy", mmap_mode="r"))
+        crops, marks = self._open[clip.key]
+        idx = np.minimum(np.arange(start, start + length), len(crops) - 1)
+        return np.array(crops[idx]), np.array(marks[idx]) * self.size
+
+
+def make_sample(store: ClipStore, clip: Clip, rng: np.random.Generator, length: int, *, start: int | None = None,
+                blend: bool = False, sbi_jitter: float = 0.0, augment=None, flip: bool = False,
+                expression: bool = False):
+    """One training/validation sequence: (frames (T,S,S,3) uint8, expression (T,E) or None, label)."""
+    from streamdetect.training import augment as aug
+    from streamdetect.training.sbi import self_blend_clip
+
+    if start is None:
+        start = int(rng.integers(0, max(1, clip.frames - length + 1)))
+    frames, marks = store.window(clip, start, length)
+    label = clip.label
+    if blend:
+        frames, _ = self_blend_clip(frames, marks[..., :2], rng, frame_jitter=sbi_jitter)
+        label = 1
+    expr = clip_features(marks) if expression else None
+    if flip:
+        frames = np.ascontiguousarray(frames[:, :, ::-1])
+        expr = mirror(expr) if expr is not None else None
+    if augment is not None:
+        frames = aug.augment_clip(frames, rng, augment)
+    return frames, expr, label
+
+
+class BatchSampler:
+    """Balanced batches: half real, half fake; inside each class the configured pool weights."""
+
+    def __init__(self, clips: list[Clip], config, store: ClipStore):
+        from streamdetect.training.augment import AugmentConfig
+
+        self.cfg, self.store = config, store
+        raw = dict(config.augment)
+        self.hflip = float(raw.pop("hflip", 0.5))  # flipped here, so the expression features flip with it
+        self.augment = AugmentConfig.from_dict({**raw, "hflip": 0.0})
+        self.expression = config.model.expression
+        real = [c for c in clips if c.label == 0]
+        fake = [c for c in clips if c.label == 1]
+        self.pools = {
+            0: {"video": [c for c in real if c.kind == "video"], "image": [c for c in real if c.kind == "image"]},
+            1: {"sbi": list(real) if config.sbi.enabled else [],
+                "blend": [c for c in fake if c.family == "blend"],
+                "synthesis": [c for c in fake if c.family != "blend"]},
+        }
+        self.weights = {0: self._weights(self.pools[0], config.real_mix), 1: self._weights(self.pools[1], config.fake_mix)}
+        if not self.weights[0]:
+            raise DatasetError("the training split has no real items; training needs real faces")
+        if not self.weights[1]:
+            raise DatasetError("the training split has no fakes and self-blending is off; add fakes or "
+                               "enable sbi (self-blended fakes made from the real items)")
+
+    @staticmethod
+    def _weights(pools: dict, mix: dict) -> dict:
+        w = {k: float(mix.get(k, 0.0)) for k, v in pools.items() if v and mix.get(k, 0.0) > 0}
+        total = sum(w.values())
+        return {k: v / total for k, v in w.items()} if total else {}
+
+    def describe(self) -> dict:
+        return {("real" if label == 0 else "fake") + "/" + name: len(self.pools[label][name])
+                for label in (0, 1) for name in self.weights[label]}
+
+    def batch(self, step: int):
+        """The batch for `step`: (frames (B,T,S,S,3) uint8, expression (B,T,E) | None, labels (B,))."""
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, step])
+        labels = [i % 2 for i in range(cfg.batch_size)] if cfg.balance else None
+        frames, exprs, ys = [], [], []
+        for i in range(cfg.batch_size):
+            label = labels[i] if labels else int(rng.random() < 0.5)
+            names = list(self.weights[label])
+            pool = names[rng.choice(len(names), p=[self.weights[label][n] for n in names])]
+            candidates = self.pools[label][pool]
+            if pool == "sbi":  # SBI sources follow the real mix too (videos and photos)
+                kinds = list(self.weights[0])
+                kind = kinds[rng.choice(len(kinds), p=[self.weights[0][k] for k in kinds])]
+                candidates = self.pools[0][kind]
+            clip = candidates[int(rng.integers(len(candidates)))]
+            f, e, y = make_sample(self.store, clip, rng, cfg.seq_len, blend=pool == "sbi",
+                                  sbi_jitter=cfg.sbi.frame_jitter, augment=self.augment,
+                                  flip=bool(rng.random() < self.hflip), expression=self.expression)
+            frames.append(f)
+            exprs.append(e)
+            ys.append(y)
+        expr = np.stack(exprs) if self.expression else None
+        return np.stack(frames), expr, np.asarray(ys, np.int64)
+
+
+def validation_samples(clips: list[Clip], store: ClipStore, length: int, *, sbi: bool, expression: bool,
+                       seed: int = 1234) -> list[dict]:
+    """Fixed validation sequences: the first `length` frames of every clip, and (with `sbi`) one self-blended
+    copy of every real clip, made with a fixed seed so every evaluation sees the same fakes."""
+    out = []
+    for i, clip in enumerate(clips):
+        rng = np.random.default_rng([seed, i])
+        f, e, y = make_sample(store, clip, rng, length, start=0, expression=expression)
+        out.append({"key": clip.key, "group": clip.method if y else "real", "family": clip.family,
+                    "frames": f, "expression": e, "label": y})
+        if sbi and clip.label == 0:
+            f, e, y = make_sample(store, clip, rng, length, start=0, blend=True, expression=expression)
+            out.append({"key": clip.key + "#sbi", "group": "SBI", "family": "blend", "frames": f,
+                        "expression": e, "label": 1})
+    return out

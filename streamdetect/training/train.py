@@ -1,0 +1,214 @@
+"""`streamdetect train`: the paper's recipe (Adam, cross-entropy, balanced batches of face-crop sequences).
+
+Run folder:
+    config.yaml          the full configuration used
+    split.json           train / validation item keys (by identity)
+    last.safetensors     model + card after the latest checkpoint; last_state.pt: optimiser, step, history
+    best.safetensors     the checkpoint with the best validation score so far
+    history.jsonl        one line per validation: step, train loss, val loss, val AUCs
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from streamdetect.model import load_checkpoint, new_model, save_checkpoint
+from streamdetect.training.config import TrainConfig
+from streamdetect.training.data import BatchSampler, ClipStore, load_clips, split_clips, validation_samples
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is visible; use device: cpu or auto")
+    return torch.device(name)
+
+
+def sequence_loss(logits: torch.Tensor, labels: torch.Tensor, which: str) -> torch.Tensor:
+    """Cross-entropy on the verdict after every frame ('all': the service reads a score after every frame)
+    or only after the last frame ('last': the paper)."""
+    if which == "last":
+        return F.cross_entropy(logits[:, -1].float(), labels)
+    b, t = logits.shape[:2]
+    return F.cross_entropy(logits.float().reshape(b * t, 2), labels.repeat_interleave(t))
+
+
+def _lr_factor(cfg: TrainConfig, step: int) -> float:
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "cosine" and cfg.steps > cfg.warmup_steps:
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
+
+
+def _freeze_bn(model) -> None:
+    for m in model.backbone.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True):
+        self.cfg, self.progress = cfg, progress
+        self.out = Path(cfg.out)
+        self.device = pick_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        mc = cfg.model.to_config()
+        clips = load_clips(cfg.data, mc.input_size)
+        self.store = ClipStore(mc.input_size)
+        self.train_clips, self.val_clips = split_clips(clips, cfg.val_fraction, cfg.split_seed)
+        self.sampler = BatchSampler(self.train_clips, cfg, self.store)
+        self.val = validation_samples(self.val_clips, self.store, cfg.seq_len, sbi=cfg.sbi.enabled,
+                                      expression=cfg.model.expression)
+        torch.manual_seed(cfg.seed)
+        state_path = self.out / "last_state.pt"
+        if resume and state_path.exists():
+            self.model = load_checkpoint(self.out / "last.safetensors")
+            state = torch.load(state_path, weights_only=True)  # plain tensors and numbers only: safe
+        else:
+            if resume:
+                log.warning("%s has no checkpoint to resume; starting from step 0", self.out)
+            self.model = new_model(mc, pretrained_backbone=cfg.pretrained, name=Path(cfg.out).name,
+                                   training_data=", ".join(cfg.data))
+            state = None
+        self.model.to(self.device)
+        head = [*self.model.lstm.parameters(), *self.model.head.parameters()]
+        head_ids = {id(p) for p in head}
+        body = [p for p in self.model.parameters() if id(p) not in head_ids]
+        self.opt = torch.optim.Adam([{"params": body, "lr": cfg.lr},
+                                     {"params": head, "lr": cfg.head_lr or cfg.lr}], weight_decay=cfg.weight_decay)
+        self.base_lrs = [g["lr"] for g in self.opt.param_groups]
+        self.amp = cfg.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.step, self.history, self.best = 0, [], -1.0
+        if state is not None:
+            self.opt.load_state_dict(state["optimizer"])
+            self.step, self.best = int(state["step"]), float(state["best"])
+            self.history = json.loads(state["history"])
+        self._write_run_files()
+
+    def _write_run_files(self) -> None:
+        import yaml
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(self.cfg.to_dict()))))
+        (self.out / "split.json").write_text(json.dumps({
+            "train": [c.key for c in self.train_clips], "val": [c.key for c in self.val_clips],
+            "train_pools": self.sampler.describe()}, indent=1))
+
+    # -- one optimisation step -------------------------------------------------------------------------------
+    def train_step(self, step: int) -> float:
+        cfg = self.cfg
+        frames, expr, labels = self.sampler.batch(step)
+        torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout masks depend on the step only: exact resume
+        for group, base in zip(self.opt.param_groups, self.base_lrs):
+            group["lr"] = base * _lr_factor(cfg, step)
+        self.model.train()
+        if cfg.freeze_bn:
+            _freeze_bn(self.model)
+        x = torch.from_numpy(frames).to(self.device)
+        e = torch.from_numpy(expr).to(self.device) if expr is not None else None
+        y = torch.from_numpy(labels).to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            loss = sequence_loss(self.model(x, e), y, cfg.loss)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return float(loss.detach())
+
+    # -- validation ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict:
+        from streamdetect.training.metrics import roc_auc
+
+        self.model.eval()
+        logits = []
+        for i in range(0, len(self.val), 8):
+            chunk = self.val[i:i + 8]
+            x = torch.from_numpy(np.stack([s["frames"] for s in chunk])).to(self.device)
+            e = None
+            if self.cfg.model.expression:
+                e = torch.from_numpy(np.stack([s["expression"] for s in chunk])).to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                logits.append(self.model(x, e).float().cpu())
+        logits = torch.cat(logits)  # (N, T, 2)
+        labels = torch.tensor([s["label"] for s in self.val])
+        loss = float(sequence_loss(logits, labels, self.cfg.loss))
+        p = torch.softmax(logits, -1)[..., 1].mean(1).numpy()  # video score: mean per-frame p_fake
+        y = labels.numpy()
+        groups = np.array([s["group"] for s in self.val])
+        real = groups == "real"
+        result = {"val_loss": round(loss, 4)}
+        dataset_fakes = (y == 1) & (groups != "SBI")
+        for name, mask in (("val_auc", dataset_fakes), ("val_auc_sbi", groups == "SBI")):
+            if mask.any() and real.any():
+                result[name] = round(float(roc_auc(y[real | mask], p[real | mask])), 4)
+        return result
+
+    def score(self, result: dict) -> float:
+        """Model selection: mean of the validation AUCs (dataset fakes and self-blended fakes)."""
+        aucs = [v for k, v in result.items() if k.startswith("val_auc") and not math.isnan(v)]
+        return float(np.mean(aucs)) if aucs else -float(result["val_loss"])
+
+    def save(self, best: bool = False) -> None:
+        save_checkpoint(self.model, self.out / "last.safetensors")
+        state = {"optimizer": self.opt.state_dict(), "step": self.step, "best": self.best,
+                 "history": json.dumps(self.history)}
+        tmp = self.out / "last_state.pt.partial"
+        torch.save(state, tmp)
+        tmp.replace(self.out / "last_state.pt")
+        if best:
+            save_checkpoint(self.model, self.out / "best.safetensors")
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress)
+        losses, started, seen = [], time.perf_counter(), 0
+        last = {}
+        while self.step < cfg.steps:
+            losses.append(self.train_step(self.step))
+            self.step += 1
+            seen += cfg.batch_size * cfg.seq_len
+            bar.update(1)
+            postfix = {"loss": f"{np.mean(losses[-20:]):.3f}"}
+            due_val = self.step % cfg.val_every == 0 or self.step == cfg.steps
+            if due_val and self.val:
+                last = {"step": self.step, "train_loss": round(float(np.mean(losses[-cfg.val_every:])), 4),
+                        **self.validate(),
+                        "faces_per_s": round(seen / (time.perf_counter() - started), 1)}
+                self.history.append(last)
+                with open(self.out / "history.jsonl", "a") as f:
+                    f.write(json.dumps(last) + "\n")
+                improved = self.score(last) > self.best
+                if improved:
+                    self.best = self.score(last)
+                self.save(best=improved)
+            elif self.step % cfg.checkpoint_every == 0:
+                self.save()
+            postfix.update({k: v for k, v in last.items() if k.startswith("val_")})
+            bar.set_postfix(postfix)
+        bar.close()
+        self.save(best=not (self.out / "best.safetensors").exists())
+        return {"steps": self.step, "history": self.history, "best_score": self.best,
+                "faces_per_s": round(seen / max(1e-9, time.perf_counter() - started), 1) if seen else None}
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    return Trainer(cfg, resume=resume, progress=progress).fit()

@@ -1,0 +1,109 @@
+"""Training: config, balanced batches, loss goes down, checkpoints and exact resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from streamdetect.errors import DatasetError
+from streamdetect.model import load_checkpoint
+from streamdetect.training.config import load_config
+from streamdetect.training.train import Trainer, sequence_loss
+from tests.support.prepared import make_prepared
+
+TINY = {"model": {"backbone": "mobilenet_v2", "hidden_size": 16, "dropout": 0.0}, "pretrained": False,
+        "lr": 1e-3, "batch_size": 4, "seq_len": 4, "val_every": 2, "checkpoint_every": 1,
+        "augment": {"h264": 0.0}, "threads": 2}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return make_prepared(tmp_path_factory.mktemp("prepared"))
+
+
+def tiny_config(prepared, out, **changes):
+    return load_config(None, **{**TINY, "data": [str(prepared)], "out": str(out), **changes})
+
+
+def test_config_rejects_unknown_keys_and_names_them(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("lr_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['lr_rate'\]"):
+        load_config(path)
+    with pytest.raises(ValueError, match="model: unknown"):
+        load_config(None, model={"backbone": "mobilenet_v2", "layers": 2})
+
+
+def test_paper_defaults():
+    cfg = load_config(None)
+    assert (cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.seq_len) == (1e-5, 1e-3, 4, 20)
+    mc = cfg.model.to_config()
+    assert (mc.backbone, mc.hidden_size, mc.dropout, mc.input_size) == ("resnext50_32x4d", 2048, 0.4, 112)
+
+
+def test_batches_are_balanced_deterministic_and_identity_split(prepared, tmp_path):
+    trainer = Trainer(tiny_config(prepared, tmp_path / "run"), progress=False)
+    frames, expr, labels = trainer.sampler.batch(0)
+    assert frames.shape == (4, 4, 112, 112, 3) and frames.dtype == np.uint8 and expr is None
+    assert sorted(labels.tolist()) == [0, 0, 1, 1]
+    again = trainer.sampler.batch(0)[0]
+    assert np.array_equal(frames, again)  # a batch depends only on (seed, step)
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    ids = lambda keys: {k.split("_")[1] for k in keys if not k.startswith("photo")}  # noqa: E731
+    assert not ids(split["train"]) & ids(split["val"])  # real_i and fake_i share identity id_i
+
+
+def test_two_steps_reduce_the_loss_on_a_tiny_batch(prepared, tmp_path):
+    trainer = Trainer(tiny_config(prepared, tmp_path / "run", freeze_bn=True), progress=False)
+    frames, _, labels = trainer.sampler.batch(0)
+    x, y = torch.from_numpy(frames), torch.from_numpy(labels)
+
+    def loss():
+        trainer.model.train()
+        trainer.model.backbone.eval()  # frozen BN: the same function before and after
+        with torch.no_grad():
+            return float(sequence_loss(trainer.model(x), y, "all"))
+
+    before = loss()
+    trainer.sampler.batch = lambda step: (frames, None, labels)  # the same tiny batch twice
+    trainer.train_step(0)
+    trainer.train_step(1)
+    assert loss() < before
+
+
+def test_resume_continues_exactly_where_it_stopped(prepared, tmp_path):
+    straight = Trainer(tiny_config(prepared, tmp_path / "a", steps=4), progress=False)
+    straight.fit()
+    first = Trainer(tiny_config(prepared, tmp_path / "b", steps=2), progress=False)
+    first.fit()
+    assert first.step == 2
+    resumed = Trainer(tiny_config(prepared, tmp_path / "b", steps=4), resume=True, progress=False)
+    assert resumed.step == 2 and len(resumed.history) == 1
+    resumed.fit()
+    a, b = load_file(tmp_path / "a" / "last.safetensors"), load_file(tmp_path / "b" / "last.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    history = [json.loads(line) for line in (tmp_path / "b" / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [2, 4]
+    model = load_checkpoint(tmp_path / "b" / "best.safetensors")
+    assert model.card.config.hidden_size == 16
+
+
+def test_expression_model_trains_with_landmark_features(prepared, tmp_path):
+    cfg = tiny_config(prepared, tmp_path / "run", steps=1, model={**TINY["model"], "expression": True})
+    trainer = Trainer(cfg, progress=False)
+    frames, expr, labels = trainer.sampler.batch(0)
+    assert expr.shape == (4, 4, trainer.model.card.config.expression_size)
+    assert np.isfinite(expr).all()
+    trainer.fit()
+    assert load_checkpoint(tmp_path / "run" / "last.safetensors").card.config.expression_size == expr.shape[-1]
+
+
+def test_no_fakes_and_no_self_blending_is_a_clear_error(tmp_path):
+    data = make_prepared(tmp_path / "reals", reals=4, fakes=0)
+    with pytest.raises(DatasetError, match="no fakes and self-blending is off"):
+        Trainer(tiny_config(data, tmp_path / "run", sbi={"enabled": False}), progress=False)
+    trainer = Trainer(tiny_config(data, tmp_path / "run2"), progress=False)  # real-only + SBI is fine
+    assert sorted(trainer.sampler.batch(3)[2].tolist()) == [0, 0, 1, 1]
