@@ -1,0 +1,160 @@
+"""Clip-consistent augmentation: one set of random choices per clip, real H.264, strict config."""
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from streamdetect.training import augment
+from streamdetect.training.augment import AugmentConfig, augment_clip, h264_roundtrip, jpeg_roundtrip
+
+S = 112
+OFF = dict(hflip=0.0, colour=0.0, blur=0.0, downscale=0.0, noise=0.0, jpeg=0.0, h264=0.0)
+
+
+def only(**on):
+    return AugmentConfig(**{**OFF, **on})
+
+
+def face(seed=0, dx=0):
+    """A face-like image: a skin ellipse with eyes and a mouth on a smooth textured background."""
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (S, S, 3), dtype=np.uint8), (0, 0), 2.0)
+    cv2.ellipse(img, (56 + dx, 56), (32, 40), 0, 0, 360, (224, 172, 140), -1)
+    cv2.circle(img, (44 + dx, 48), 4, (40, 30, 30), -1)
+    cv2.circle(img, (68 + dx, 48), 4, (40, 30, 30), -1)
+    cv2.ellipse(img, (56 + dx, 76), (10, 4), 0, 0, 360, (170, 60, 60), -1)
+    return np.clip(img.astype(np.int16) + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
+
+
+def moving_clip(t=8):
+    return np.stack([face(0, dx=i) for i in range(t)])
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0**2 / mse)
+
+
+def test_hflip_flips_every_frame():
+    clip = moving_clip()
+    for seed in range(3):
+        out = augment_clip(clip, np.random.default_rng(seed), only(hflip=1.0))
+        assert np.array_equal(out, clip[:, :, ::-1])
+
+
+def test_colour_is_one_transform_for_the_clip():
+    a, b = face(1), face(2)
+    clip = np.stack([a, b, a, b, a])
+    for seed in range(5):
+        out = augment_clip(clip, np.random.default_rng(seed), only(colour=1.0))
+        assert np.array_equal(out[0], out[2]) and np.array_equal(out[2], out[4]) and np.array_equal(out[1], out[3])
+        assert not np.array_equal(out, clip)
+
+
+def test_every_frame_independent_op_is_the_same_for_the_clip():
+    """Identical frames stay identical under everything but the per-frame noise pattern and H.264's P-frames."""
+    a, b = face(1), face(2)
+    clip = np.stack([a, b, a, b])
+    cfg = AugmentConfig(hflip=1, colour=1, blur=1, downscale=1, noise=1, noise_per_frame=False, jpeg=1, h264=0)
+    for seed in range(5):
+        out = augment_clip(clip, np.random.default_rng(seed), cfg)
+        assert np.array_equal(out[0], out[2]) and np.array_equal(out[1], out[3])
+        assert not np.array_equal(out[0], clip[0])
+
+
+def test_sensor_noise_is_fresh_per_frame_by_default():
+    clip = np.stack([face(1)] * 3)
+    out = augment_clip(clip, np.random.default_rng(0), only(noise=1.0))
+    assert not np.array_equal(out[0], out[1])
+    d = out.astype(float) - clip
+    assert 1.5 < d.std() < 9.0  # sigma 2..8, a little less where clipped
+
+
+def test_h264_round_trip_changes_pixels_but_keeps_quality():
+    clip = moving_clip(8)
+    out = h264_roundtrip(clip, 23)
+    assert out.shape == clip.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, clip)
+    assert psnr(out, clip) > 25.0
+    assert psnr(h264_roundtrip(clip, 40), clip) < psnr(out, clip)  # higher crf, lower quality
+
+
+def test_h264_odd_size_and_single_frame():
+    clip = moving_clip(3)[:, :111, :111]
+    out = h264_roundtrip(np.ascontiguousarray(clip), 30)
+    assert out.shape == clip.shape and psnr(out, clip) > 22
+    assert h264_roundtrip(moving_clip(1), 30).shape == (1, S, S, 3)
+
+
+def test_h264_falls_back_to_jpeg_once(monkeypatch):
+    monkeypatch.setattr(augment, "_H264", {"ok": False})
+    clip = moving_clip(2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = h264_roundtrip(clip, 30)
+        h264_roundtrip(clip, 30)
+    assert len([w for w in caught if "falls back to JPEG" in str(w.message)]) == 1
+    assert np.array_equal(out, jpeg_roundtrip(clip, augment._crf_to_jpeg_quality(30)))
+
+
+def test_jpeg_round_trip():
+    clip = moving_clip(2)
+    out = jpeg_roundtrip(clip, 30)
+    assert out.shape == clip.shape and not np.array_equal(out, clip) and psnr(out, clip) > 25
+
+
+def test_deterministic_for_seed_and_input_untouched():
+    clip = moving_clip()
+    before = clip.copy()
+    cfg = AugmentConfig(hflip=1, colour=1, blur=1, downscale=1, noise=1, jpeg=1, h264=1)
+    a = augment_clip(clip, np.random.default_rng(11), cfg)
+    b = augment_clip(clip, np.random.default_rng(11), cfg)
+    c = augment_clip(clip, np.random.default_rng(12), cfg)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.array_equal(clip, before)
+
+
+def test_default_config_shapes():
+    clip = moving_clip()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        out = augment_clip(clip, rng)
+        assert out.shape == clip.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+
+
+def test_disabled_returns_input_unchanged():
+    clip = moving_clip()
+    cfg = AugmentConfig(enabled=False, hflip=1, colour=1, noise=1, h264=1)
+    out = augment_clip(clip, np.random.default_rng(0), cfg)
+    assert np.array_equal(out, clip)
+    assert np.array_equal(augment_clip(clip, np.random.default_rng(0), only()), clip)
+
+
+def test_from_dict():
+    cfg = AugmentConfig.from_dict({"hflip": 0.1, "jpeg_quality": [40, 80], "enabled": True})
+    assert cfg.hflip == 0.1 and cfg.jpeg_quality == (40, 80)
+    assert AugmentConfig.from_dict(cfg.to_dict()) == cfg
+    assert AugmentConfig.from_dict({}) == AugmentConfig() == AugmentConfig.from_dict(None)
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError) as e:
+        AugmentConfig.from_dict({"hflip": 0.5, "flip_p": 0.5})
+    msg = str(e.value)
+    assert "'flip_p'" in msg and "valid keys" in msg and "hflip, colour" in msg and "h264_crf" in msg
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"hflip": 1.5}, {"jpeg_quality": (90, 30)}, {"h264_crf": (23, 60)}, {"downscale_factor": (0.0, 0.5)}, {"blur_sigma": 1.0}],
+)
+def test_invalid_values(bad):
+    with pytest.raises(ValueError):
+        AugmentConfig.from_dict(bad)
+
+
+def test_rejects_non_uint8():
+    with pytest.raises(ValueError):
+        augment_clip(np.zeros((2, S, S, 3), np.float32), np.random.default_rng(0))
