@@ -246,8 +246,9 @@ class Pipeline:
             if track.missed > 0:  # the detector lost it: the box is a guess, the crop may be background
                 flags += ("lost",)
             jobs.append(FaceJob(track, state, crop, flags))
-        if self.mesh is not None and jobs:
-            self._add_expression(w, frame.rgb, jobs, size)
+        usable = [j for j in jobs if not j.flags]  # only frames the model scores move the expression state
+        if self.mesh is not None and usable:
+            self._add_expression(w, frame.rgb, usable, size)
         return jobs
 
     def _add_expression(self, w: StreamWorker, rgb: np.ndarray, jobs: list[FaceJob], size: int) -> None:

@@ -24,11 +24,14 @@ def sample_clip() -> Path:
 
 
 def default_model() -> Path:
-    """Until a trained model ships: the paper's architecture, randomly initialised (scores are meaningless)."""
-    from streamdetect.bench import default_model as paper_model
+    """The bundled trained model (streamdetect/weights/README.md); every command uses it unless given another."""
+    from streamdetect.weights import default_model_path
 
-    log.warning("no trained model is bundled yet: using a randomly initialised paper model (scores are meaningless)")
-    return paper_model()
+    path = default_model_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"the bundled model {path} is missing (a broken install?); reinstall streamdetect "
+                                f"or pass a model with --model / `model:` in the config")
+    return path
 
 
 def load_runtime(config: ServiceConfig, engine=None, detector=None):

@@ -77,3 +77,14 @@ def test_evaluate_writes_report_plots_and_card(tmp_path):
     again = evaluate(tmp_path / "calibrated.safetensors", [data], tmp_path / "r2", window=6, calibrate=False,
                      progress=False)
     assert not again["threshold"]["chosen_here"] and again["threshold"]["value"] == card.threshold
+
+
+def test_alert_score_is_the_services_rolling_mean_peak():
+    from streamdetect.training.evaluate import alert_score
+
+    p = np.array([0.9] * 3 + [0.1] * 10 + [0.8] * 4 + [0.2] * 3)
+    # verdicts exist from frame 10 (min_frames); windows of 4: the best is frames 13..16, all 0.8
+    assert alert_score(p, window=4, min_frames=10) == pytest.approx(0.8)
+    # the early 0.9 burst is never judged alone: before min_frames there is no verdict
+    assert alert_score(p, window=3, min_frames=10) == pytest.approx(0.8)
+    assert alert_score(np.array([0.3, 0.5]), window=20, min_frames=10) == pytest.approx(0.4)  # short: its mean

@@ -33,16 +33,19 @@ def test_measures_follow_the_face():
 
 def test_serving_tracker_matches_training_clip_features():
     rng = np.random.default_rng(1)
-    clip = np.stack([face(rng, mouth_gap=0.01 * t) for t in range(6)])
-    clip[3] = np.nan  # the mesh lost the face in one frame
+    clip = np.stack([face(rng, mouth_gap=0.01 * t) for t in range(7)])
+    clip[0] = np.nan  # not found yet
+    clip[4] = np.nan  # the mesh lost the face in one frame
     trained = clip_features(clip)
     tracker = ExpressionTracker()
     served = np.stack([tracker.update("face", None if np.isnan(f).any() else f) for f in clip])
-    assert trained.shape == (6, EXPRESSION_SIZE)
+    assert trained.shape == (7, EXPRESSION_SIZE)
     np.testing.assert_allclose(served, trained, rtol=1e-5, atol=1e-6)
     half = len(STATIC_NAMES)
-    assert np.all(trained[0, half:] == 0)  # no motion before the second frame
-    np.testing.assert_allclose(trained[3, :half], trained[2, :half])  # a lost frame repeats the last measures
+    assert np.all(trained[0] == 0)  # nothing known before the face is found
+    assert np.all(trained[1, half:] == 0) and np.any(trained[2, half:] != 0)  # motion from the 2nd known frame
+    np.testing.assert_allclose(trained[4, :half], trained[3, :half])  # a lost frame repeats the last measures
+    assert np.all(trained[4, half:] == 0)
 
 
 def test_mirror_swaps_sides_and_undoes_itself():
@@ -52,3 +55,27 @@ def test_mirror_swaps_sides_and_undoes_itself():
     assert m[0, yaw] == -f[0, yaw]
     assert m[0, STATIC_NAMES.index("right_eye_open")] == f[0, STATIC_NAMES.index("left_eye_open")]
     np.testing.assert_array_equal(mirror(m), f)
+
+
+def test_an_expression_model_exports_and_serves(tmp_path, detector):
+    """Trained with expression cues -> the exported step graph reads CNN + expression features, and the live
+    pipeline computes them from the face mesh for every tracked face."""
+    import onnx
+
+    from streamdetect.config import ServiceConfig
+    from streamdetect.engines import load_engine
+    from streamdetect.export import export_model
+    from streamdetect.model import ModelConfig, new_model
+    from streamdetect.scan import scan
+    from tests.conftest import realistic
+    from tests.test_prepare import face_clip
+
+    config = ModelConfig(backbone="mobilenet_v2", hidden_size=16, expression_size=EXPRESSION_SIZE)
+    export_model(realistic(new_model(config)), tmp_path / "export")  # validated against torch inside
+    step = onnx.load(str(tmp_path / "export" / "step.onnx"))
+    width = step.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    assert width == config.feature_size + EXPRESSION_SIZE
+    engine = load_engine(tmp_path / "export", backend="onnxruntime")
+    result = scan(face_clip(tmp_path / "face.mp4", frames=20), ServiceConfig(window=8), engine, detector)
+    assert result["frames_with_faces"] >= 18
+    assert 0 <= result["p_fake"] <= 1

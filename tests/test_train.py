@@ -107,3 +107,21 @@ def test_no_fakes_and_no_self_blending_is_a_clear_error(tmp_path):
         Trainer(tiny_config(data, tmp_path / "run", sbi={"enabled": False}), progress=False)
     trainer = Trainer(tiny_config(data, tmp_path / "run2"), progress=False)  # real-only + SBI is fine
     assert sorted(trainer.sampler.batch(3)[2].tolist()) == [0, 0, 1, 1]
+
+
+def test_command_line_settings_override_the_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {backbone: mobilenet_v2, hidden_size: 64}\nlr: 0.1\n")
+    cfg = load_config(path, ["model.expression=true", "pretrained=false", "fake_mix={sbi: 1.0}"], steps=7)
+    assert cfg.model.expression and cfg.model.hidden_size == 64 and cfg.pretrained is False
+    assert cfg.fake_mix == {"sbi": 1.0} and cfg.steps == 7 and cfg.lr == 0.1
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        load_config(path, ["expression"])
+
+
+def test_resume_refuses_a_different_model(prepared, tmp_path):
+    Trainer(tiny_config(prepared, tmp_path / "run", steps=1), progress=False).fit()
+    changed = tiny_config(prepared, tmp_path / "run", steps=2, model={**TINY["model"], "hidden_size": 8})
+    with pytest.raises(ValueError, match="cannot resume"):
+        Trainer(changed, resume=True, progress=False)
+    assert load_config(None, lr="1e-4").lr == 1e-4  # YAML's 1e-4 (a string) is still a number

@@ -67,26 +67,12 @@ def static_features(landmarks: np.ndarray) -> np.ndarray:
 
 
 def clip_features(landmarks: np.ndarray) -> np.ndarray:
-    """(T, 468, 2|3) landmarks of consecutive frames -> (T, EXPRESSION_SIZE) features for training.
-    Frames without landmarks (NaN) repeat the last known measures, so their motion reads as 0."""
+    """(T, 468, 2|3) landmarks of consecutive frames -> (T, EXPRESSION_SIZE) features for training, exactly
+    what `ExpressionTracker` gives frame by frame: frames without landmarks (NaN) repeat the last known
+    measures (motion 0); before the first known frame everything is 0."""
+    tracker = ExpressionTracker()
     s = static_features(landmarks)
-    s = _fill_missing(s)
-    motion = np.diff(s, axis=0, prepend=s[:1])
-    return np.concatenate([s, motion], axis=-1)
-
-
-def _fill_missing(s: np.ndarray) -> np.ndarray:
-    s = s.copy()
-    ok = ~np.isnan(s).any(axis=-1)
-    if not ok.any():
-        return np.zeros_like(s)
-    last = s[np.argmax(ok)]  # frames before the first known one borrow it
-    for t in range(len(s)):
-        if ok[t]:
-            last = s[t]
-        else:
-            s[t] = last
-    return s
+    return np.stack([tracker.update(0, None if np.isnan(f).any() else f, static=f) for f in s])
 
 
 class ExpressionTracker:
@@ -95,12 +81,15 @@ class ExpressionTracker:
     def __init__(self):
         self._last: dict = {}
 
-    def update(self, key, landmarks: np.ndarray | None) -> np.ndarray:
-        """(468, 2|3) landmarks of this frame (None when not found) -> (EXPRESSION_SIZE,) features."""
+    def update(self, key, landmarks: np.ndarray | None, static: np.ndarray | None = None) -> np.ndarray:
+        """(468, 2|3) landmarks of this frame (None when not found) -> (EXPRESSION_SIZE,) features.
+        `static`: the frame's measures when already computed (clip_features computes a whole clip at once)."""
         prev = self._last.get(key)
-        s = None if landmarks is None else static_features(landmarks)
+        s = None if landmarks is None else (static if static is not None else static_features(landmarks))
         if s is None or np.isnan(s).any():
-            s = prev if prev is not None else np.zeros(len(STATIC_NAMES), np.float32)
+            if prev is None:  # nothing known yet: neutral features, and the first real frame has no motion
+                return np.zeros(EXPRESSION_SIZE, np.float32)
+            s = prev
         motion = s - prev if prev is not None else np.zeros_like(s)
         self._last[key] = s
         return np.concatenate([s, motion]).astype(np.float32)

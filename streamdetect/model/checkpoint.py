@@ -13,14 +13,18 @@ from streamdetect.model.detector import DeepfakeDetector
 CARD_KEY = "streamdetect.card"
 
 
-def save_checkpoint(model: DeepfakeDetector, path: str | Path, card: ModelCard | None = None) -> Path:
-    """Write weights + card atomically (a crash never leaves a half-written checkpoint under the real name)."""
+def save_checkpoint(model: DeepfakeDetector, path: str | Path, card: ModelCard | None = None,
+                    half: bool = False) -> Path:
+    """Write weights + card atomically (a crash never leaves a half-written checkpoint under the real name).
+    half=True stores floating-point tensors as fp16 (half the size; they load back into fp32 modules)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     card = card or model.card
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     tmp = path.with_name(path.name + ".partial")
     save_file(tensors, str(tmp), metadata={CARD_KEY: card.to_json()})
     tmp.replace(path)

@@ -30,7 +30,7 @@ def cmd_train(args) -> int:
     overrides = {"out": args.out, "steps": args.steps, "device": args.device, "seed": args.seed}
     if args.data:
         overrides["data"] = args.data
-    cfg = load_config(args.config, **overrides)
+    cfg = load_config(args.config, args.set or [], **overrides)
     if not cfg.data:
         raise ValueError("no training data: give prepared folders with --data or `data:` in the config")
     result = train(cfg, resume=args.resume)
@@ -45,11 +45,19 @@ def cmd_evaluate(args) -> int:
     from streamdetect.training.evaluate import evaluate
 
     keys = None
-    if args.run:
+    if args.split == "test":  # the dataset's own test list (FF++ splits, Celeb-DF's testing list)
+        from streamdetect.training.prepare import read_manifest
+
+        keys = [r["key"] for folder in args.data for r in read_manifest(folder) if r.get("split") == "test"]
+        if not keys:
+            raise ValueError(f"{args.data} define no test items; evaluate without --split, or with --run")
+    elif args.run:
         split = json.loads((Path(args.run) / "split.json").read_text())
         keys = split[args.split]
-    result = evaluate(args.checkpoint, args.data, args.out, keys=keys, window=args.window, sbi=not args.no_sbi,
-                      calibrate=not args.use_card, target_fpr=args.target_fpr, write_card=args.write_card)
+    result = evaluate(args.checkpoint, args.data, args.out, keys=keys, window=args.window,
+                      min_frames=args.min_frames, sbi=not args.no_sbi,
+                      calibrate=not args.use_card, target_fpr=args.target_fpr, write_card=args.write_card,
+                      half=args.half)
     print((Path(args.out) / "report.md").read_text())
     if args.write_card:
         c = result["calibration"]["temperature"], result["threshold"]["value"]
@@ -77,6 +85,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set pretrained=false --set model.expression=true")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(fn=cmd_train)
 
@@ -85,12 +95,15 @@ def add_parsers(sub) -> None:
     p.add_argument("data", nargs="+", help="prepared folders")
     p.add_argument("--out", default="evaluation", help="report folder (metrics.json, report.md, PNGs)")
     p.add_argument("--run", help="a training run folder: evaluate only its split (see --split)")
-    p.add_argument("--split", default="val", choices=("val", "train"))
+    p.add_argument("--split", default="val", choices=("val", "train", "test"),
+                   help="with --run: that run's val/train items; test: the items the dataset lists as test")
     p.add_argument("--window", type=int, default=20, help="the service's window W")
+    p.add_argument("--min-frames", type=int, default=10, help="the service's scoring.min_frames")
     p.add_argument("--no-sbi", action="store_true", help="do not add self-blended copies of the real items")
     p.add_argument("--use-card", action="store_true", help="use the card's temperature and threshold (test data)")
     p.add_argument("--target-fpr", type=float, default=0.05, help="threshold = this false-positive rate on reals")
     p.add_argument("--write-card", metavar="PATH", help="save the checkpoint with the fitted temperature/threshold")
+    p.add_argument("--half", action="store_true", help="with --write-card: store fp16 weights (half the size)")
     p.set_defaults(fn=cmd_evaluate)
 
 

@@ -59,6 +59,7 @@ class TrainConfig:
     fake_mix: dict = field(default_factory=lambda: {"sbi": 0.5, "blend": 0.25, "synthesis": 0.25})
     sbi: SBISection = field(default_factory=SBISection)
     augment: dict = field(default_factory=dict)  # streamdetect.training.augment.AugmentConfig fields
+    val_seq_len: int = 20  # validation (model selection) reads the verdict after this many frames: the service's W
     val_fraction: float = 0.2
     split_seed: int = 0
     val_every: int = 200
@@ -99,12 +100,18 @@ def _build(cls, raw: dict, where: str):
             value = _build(SBISection, value, f"{where}.sbi")
         elif key == "data":
             value = tuple([value] if isinstance(value, str) else value)
+        elif isinstance(value, str) and fields[key].type in ("float", "float | None", "int"):
+            try:  # YAML reads 1e-4 (no decimal point) as a string
+                value = (float if fields[key].type != "int" else int)(value)
+            except ValueError:
+                raise ValueError(f"{where}: {key} must be a number, got {value!r}") from None
         values[key] = value
     return cls(**values)
 
 
-def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
-    """YAML file (optional) + keyword overrides (None values ignored) -> TrainConfig."""
+def load_config(path: str | Path | None = None, settings: list[str] = (), **overrides) -> TrainConfig:
+    """YAML file (optional) + `settings` ("model.expression=true", values parsed as YAML) + keyword overrides
+    (None values ignored) -> TrainConfig."""
     import yaml
 
     raw = {}
@@ -113,5 +120,14 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
         if not path.is_file():
             raise FileNotFoundError(f"training config {path} does not exist; see examples/train_default.yaml")
         raw = yaml.safe_load(path.read_text()) or {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE (e.g. model.expression=true), got {setting!r}")
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return _build(TrainConfig, raw, str(path or "config"))

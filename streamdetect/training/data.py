@@ -7,6 +7,7 @@ have drawn, and no worker processes are needed to make that true.
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,20 +64,25 @@ def split_clips(clips: list[Clip], val_fraction: float, seed: int) -> tuple[list
 
 
 class ClipStore:
-    """Memory-mapped crops and landmarks: reading a 20-frame window touches only those frames."""
+    """Memory-mapped crops and landmarks: reading a 20-frame window touches only those frames. At most
+    `max_open` clips stay mapped (each holds a file handle; datasets have thousands of clips)."""
 
-    def __init__(self, size: int):
-        self.size = size
-        self._open: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    def __init__(self, size: int, max_open: int = 256):
+        self.size, self.max_open = size, max_open
+        self._open: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     def window(self, clip: Clip, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
         """(length, S, S, 3) uint8 crops and (length, 468, 3) landmarks in crop pixels. Clips shorter than
         `length` (and photos) repeat their last frame: a still face, as a paused video shows it."""
-        if clip.key not in self._open:
+        if clip.folder in self._open:
+            self._open.move_to_end(clip.folder)
+        else:
             folder = Path(clip.folder)
-            self._open[clip.key] = (np.load(folder / f"crops_{self.size}.npy", mmap_mode="r"),
-                                    np.load(folder / "landmarks.npy", mmap_mode="r"))
-        crops, marks = self._open[clip.key]
+            self._open[clip.folder] = (np.load(folder / f"crops_{self.size}.npy", mmap_mode="r"),
+                                       np.load(folder / "landmarks.npy", mmap_mode="r"))
+            if len(self._open) > self.max_open:
+                self._open.popitem(last=False)
+        crops, marks = self._open[clip.folder]
         idx = np.minimum(np.arange(start, start + length), len(crops) - 1)
         return np.array(crops[idx]), np.array(marks[idx]) * self.size
 

@@ -4,7 +4,9 @@ manipulation method and family, temperature calibration and a threshold for the 
 Scores are produced the way the service produces them: per-frame CNN features, then the LSTM stepped one frame
 at a time with the service's staggered W-frame windows (`streamdetect.windows`). The paper's table instead runs
 the LSTM fresh over the first L frames and reads the verdict after frame L.
-Video score = mean per-frame p_fake (the SBI protocol). Photos are one-frame items.
+Video score = what decides an alert in the service: the highest rolling W-frame mean of p_fake, from the
+`min_frames`-th frame on ("would this video have raised an alert"); the threshold is chosen on it. The mean over
+all frames (the SBI protocol) is reported beside it as `video_mean`. Photos are one-frame items.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def score_clip(model, crops: np.ndarray, landmarks: np.ndarray, window: int, len
     return frame, by_length
 
 
+@torch.no_grad()
 def score_clips(model, clips: list[Clip], window: int = 20, sbi: bool = True, max_frames: int = 150,
                 seed: int = 1234, progress: bool = True) -> list[Scored]:
     from tqdm import tqdm
@@ -87,12 +90,24 @@ def score_clips(model, clips: list[Clip], window: int = 20, sbi: bool = True, ma
     return out
 
 
+def alert_score(p: np.ndarray, window: int = 20, min_frames: int = 10) -> float:
+    """The highest rolling `window`-frame mean of per-frame p_fake from frame `min_frames` on: the value the
+    service compares with the threshold (streamdetect.scoring, method "mean"). Shorter items: their mean."""
+    p = np.asarray(p, np.float64)
+    if len(p) < min_frames:
+        return float(p.mean())
+    c = np.concatenate([[0.0], np.cumsum(p)])
+    t = np.arange(min_frames - 1, len(p))
+    start = np.maximum(0, t - window + 1)
+    return float(((c[t + 1] - c[start]) / (t + 1 - start)).max())
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 
 def analyse(scored: list[Scored], temperature: float | None = None, threshold: float | None = None,
-            target_fpr: float = 0.05) -> dict:
+            target_fpr: float = 0.05, window: int = 20, min_frames: int = 10) -> dict:
     """Metrics for scored clips. temperature/threshold None: fit them here (on these clips) and say so."""
     calib = [s for s in scored if s.group != "SBI"]  # calibrate on real-world fakes when there are any
     if not any(s.label for s in calib):
@@ -111,11 +126,10 @@ def analyse(scored: list[Scored], temperature: float | None = None, threshold: f
         "ece_before": round(M.expected_calibration_error(fy, p_raw), 4),
         "ece_after": round(M.expected_calibration_error(fy, p_cal), 4)}
 
-    def video(s):
-        return float(np.mean(_sigmoid(s.frame_logits / temperature)))
-
     y = np.array([s.label for s in scored])
-    v = np.array([video(s) for s in scored])
+    frame_p = [_sigmoid(s.frame_logits / temperature) for s in scored]
+    v = np.array([alert_score(p, window, min_frames) for p in frame_p])
+    v_mean = np.array([p.mean() for p in frame_p])
     groups = np.array([s.group for s in scored])
     families = np.array([s.family for s in scored])
     real = y == 0
@@ -123,12 +137,13 @@ def analyse(scored: list[Scored], temperature: float | None = None, threshold: f
     chose = threshold is None
     if chose:
         threshold = M.threshold_at_fpr(y[real], v[real], target_fpr) if real.any() else 0.5
-    result["threshold"] = {"value": round(float(threshold), 4), "chosen_here": chose, "target_fpr": target_fpr,
-                           "rule": "video score (mean calibrated p_fake) >= threshold is fake"}
+    result["threshold"] = {"value": float(threshold), "chosen_here": chose, "target_fpr": target_fpr,
+                           "rule": f"alert when the rolling {window}-frame mean of calibrated p_fake reaches it"}
     f_all = np.concatenate([_sigmoid(s.frame_logits[None] / temperature)[0] for s in scored if s.group != "SBI"])
     f_y = np.concatenate([np.full(len(s.frame_logits), s.label) for s in scored if s.group != "SBI"])
     result["frame"] = M.summary(f_y, f_all, threshold)
     result["video"] = M.summary(y[world], v[world], threshold)
+    result["video_mean"] = M.summary(y[world], v_mean[world], threshold)
     result["video_with_sbi"] = M.summary(y, v, threshold)
     result["by_method"] = {}
     for g in sorted(set(groups[~real])):
@@ -164,9 +179,9 @@ def write_report(result: dict, scored: list[Scored], out: Path, title: str) -> P
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
-    t = result["calibration"]["temperature"]
+    t, w = result["calibration"]["temperature"], result["window"]
     y = np.array([s.label for s in scored])
-    v = np.array([float(np.mean(_sigmoid(s.frame_logits / t))) for s in scored])
+    v = np.array([alert_score(_sigmoid(s.frame_logits / t), w, result["min_frames"]) for s in scored])
     groups = np.array([s.group for s in scored])
     real = y == 0
     curves = {"all fakes (no SBI)": (y[groups != "SBI"], v[groups != "SBI"])}
@@ -175,11 +190,11 @@ def write_report(result: dict, scored: list[Scored], out: Path, title: str) -> P
         curves[g] = (y[m], v[m])
     thr = result["threshold"]["value"]
     plots.plot_roc(curves, out / "roc.png", f"{title}: video-level ROC")
-    plots.plot_score_histograms(y, v, thr, out / "scores.png", f"{title}: video scores (SBI included)")
+    plots.plot_score_histograms(y, v, thr, out / "scores.png", f"{title}: video alert scores (SBI included)")
     if result["by_length"]:
         plots.plot_by_length({int(k): r for k, r in result["by_length"].items()}, out / "by_length.png")
     lines = [f"# {title}", "", "| level | n | AUC | EER | acc | precision | recall | F1 |", "|---|---|---|---|---|---|---|---|"]
-    for level in ("frame", "video", "video_with_sbi"):
+    for level in ("frame", "video", "video_mean", "video_with_sbi"):
         r = result[level]
         lines.append(f"| {level} | {r['n']} | {r['auc']} | {r['eer']} | {r['accuracy']} | {r['precision']} | "
                      f"{r['recall']} | {r['f1']} |")
@@ -190,20 +205,21 @@ def write_report(result: dict, scored: list[Scored], out: Path, title: str) -> P
     for g, r in {**result["by_family"], **result["by_method"]}.items():
         lines.append(f"| {g} | {r['n']} | {r['auc_vs_real']} | {r['recall']} |")
     c, th = result["calibration"], result["threshold"]
-    lines += ["", f"Temperature {c['temperature']} (NLL {c['nll_before']} -> {c['nll_after']}, ECE {c['ece_before']} "
-              f"-> {c['ece_after']}); threshold {th['value']} ({th['rule']}; target FPR {th['target_fpr']}); "
+    lines += ["", f"video: peak rolling {w}-frame mean (the service's alert score); video_mean: mean of all frames.",
+              f"Temperature {c['temperature']} (NLL {c['nll_before']} -> {c['nll_after']}, ECE {c['ece_before']} "
+              f"-> {c['ece_after']}); threshold {th['value']:.4f} ({th['rule']}; target FPR {th['target_fpr']}); "
               f"false-positive rate on real items {result['real_false_positive_rate']}."]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return out / "report.md"
 
 
 def evaluate(checkpoint: str | Path, data, out: str | Path, keys: list[str] | None = None, window: int = 20,
+             min_frames: int = 10,
              sbi: bool = True, calibrate: bool = True, target_fpr: float = 0.05, write_card: str | Path | None = None,
-             progress: bool = True) -> dict:
+             half: bool = False, progress: bool = True) -> dict:
     """Score a checkpoint on prepared data (optionally only the items in `keys`, e.g. a run's val split).
     calibrate=True fits temperature and threshold here; False uses the card's. write_card: save a copy of the
-    checkpoint with the fitted temperature, threshold and these metrics in its card."""
-    torch.set_grad_enabled(False)
+    checkpoint with the fitted temperature, threshold and these metrics in its card (half: fp16 weights)."""
     model = load_checkpoint(checkpoint)
     model.card = model.card.with_updates(temperature=1.0)  # scores are raw margins; temperature applied here
     clips = load_clips(data, model.card.config.input_size)
@@ -213,13 +229,13 @@ def evaluate(checkpoint: str | Path, data, out: str | Path, keys: list[str] | No
     scored = score_clips(model, clips, window=window, sbi=sbi, progress=progress)
     card = load_checkpoint(checkpoint).card
     result = analyse(scored, None if calibrate else card.temperature, None if calibrate else card.threshold,
-                     target_fpr)
+                     target_fpr, window, min_frames)
     result["checkpoint"] = str(checkpoint)
-    result["window"] = window
+    result["window"], result["min_frames"] = window, min_frames
     write_report(result, scored, Path(out), card.name)
     if write_card:
         summary = {k: result[k] for k in ("frame", "video", "by_family", "by_method", "by_length")}
         new = card.with_updates(temperature=result["calibration"]["temperature"],
                                 threshold=result["threshold"]["value"], metrics=summary)
-        save_checkpoint(model, write_card, new)
+        save_checkpoint(model, write_card, new, half=half)
     return result

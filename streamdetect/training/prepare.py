@@ -26,10 +26,9 @@ import numpy as np
 
 from streamdetect.errors import DatasetError
 from streamdetect.faces.crop import CROP_MARGIN, align_crop
-from streamdetect.training.readers import MediaItem, read_dataset
+from streamdetect.training.readers import IMAGE_EXTS, MediaItem, read_dataset
 
 log = logging.getLogger(__name__)
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".flv", ".ts"}
 
 
 @dataclass(frozen=True)
@@ -61,18 +60,29 @@ class PrepareReport:
 
 
 def item_key(item: MediaItem, root: Path) -> str:
-    """A file-system-safe, stable name for an item: its path inside the dataset."""
+    """A file-system-safe, stable name for an item: its path inside the dataset (links are not followed)."""
     try:
-        rel = item.path.resolve().relative_to(root.resolve())
-    except ValueError:
-        rel = Path(item.path.name)
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(rel.with_suffix("")))
+        rel = str(item.path.relative_to(root).with_suffix(""))
+    except ValueError:  # outside the root: the whole path, so two such files cannot share a name
+        rel = str(item.path.with_suffix("")).lstrip("/")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", rel)
+
+
+def item_keys(items: list[MediaItem], root: Path) -> list[str]:
+    """Keys for all items; names that would collide (x.jpg and x.png, "a b" and "a_b") get a path hash."""
+    import hashlib
+    from collections import Counter
+
+    keys = [item_key(i, root) for i in items]
+    count = Counter(keys)
+    return [k if count[k] == 1 else f"{k}-{hashlib.sha1(str(i.path).encode()).hexdigest()[:8]}"
+            for k, i in zip(keys, items)]
 
 
 # -- reading frames ---------------------------------------------------------------------------------------------
 def read_frames(path: Path, config: PrepareConfig):
     """Yield (frame_number, rgb) for the frames to consider. Raises DatasetError when the file cannot be read."""
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
+    if path.suffix.lower() in IMAGE_EXTS:
         import cv2
 
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -95,12 +105,13 @@ def read_frames(path: Path, config: PrepareConfig):
         wanted = None
         if config.sampling == "even" and stream.frames and stream.frames > config.frames:
             wanted = set(np.linspace(0, stream.frames - 1, config.frames).round().astype(int).tolist())
+        i = -1
         try:
             for i, frame in enumerate(container.decode(stream)):
                 if wanted is None or i in wanted:
                     yield i, frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as exc:
-            if i == 0:
+            if i < 0:
                 raise DatasetError(f"{path}: cannot be decoded ({exc}); re-encode it or remove it") from exc
             log.warning("%s: decoding stopped at frame %d (%s); keeping the frames before it", path, i, exc)
 
@@ -168,6 +179,16 @@ class _Preparer:
         return len(numbers)
 
 
+def _refresh_meta(path: Path, item: MediaItem) -> None:
+    """Labels and identities come from the dataset's files (e.g. an edited IDENTITY_GROUPS.tsv): a rerun
+    updates them in place without recomputing crops."""
+    meta = json.loads(path.read_text())
+    fresh = _item_json(item)
+    if any(meta.get(k) != v for k, v in fresh.items()):
+        path.write_text(json.dumps({**meta, **fresh}))
+        log.info("%s: updated its labels/identity from the dataset", path.parent.name)
+
+
 def _item_json(item: MediaItem) -> dict:
     d = asdict(item)
     d["path"] = str(item.path)
@@ -201,6 +222,33 @@ def _run_one(job):
         return item, 0, f"{item.path}: {type(exc).__name__}: {exc}"
 
 
+def _results(jobs, config: PrepareConfig):
+    """(item, frames, error) per job, in this process or in `workers` spawned processes (not forked: MediaPipe's
+    graph threads do not survive a fork). A worker that dies (a crash inside a decoder) fails its items
+    instead of hanging the run."""
+    if not jobs:
+        return
+    if config.workers <= 1 or len(jobs) == 1:
+        _init_worker(config)
+        try:
+            yield from map(_run_one, jobs)
+        finally:
+            _close_worker()
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(config.workers, mp.get_context("spawn"), _init_worker, (config,)) as pool:
+        futures = {pool.submit(_run_one, job): job for job in jobs}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except BrokenProcessPool as exc:
+                item = futures[future][0]
+                yield item, 0, f"{item.path}: the worker process died ({exc}); rerun prepare to retry it"
+
+
 # -- whole dataset ------------------------------------------------------------------------------------------------
 def prepare_dataset(root: str | Path, out: str | Path, layout: str = "auto", config: PrepareConfig | None = None,
                     limit: int | None = None, progress: bool = True, **reader_options) -> PrepareReport:
@@ -223,24 +271,16 @@ def prepare_dataset(root: str | Path, out: str | Path, layout: str = "auto", con
 
     report = PrepareReport(out)
     jobs = []
-    for item in items:
-        folder = out / "items" / item_key(item, root)
+    for item, key in zip(items, item_keys(items, root)):
+        folder = out / "items" / key
         if (folder / "meta.json").exists():
             report.skipped_existing += 1
+            _refresh_meta(folder / "meta.json", item)
         else:
             jobs.append((item, folder))
     bar = tqdm(total=len(jobs), desc="prepare", unit="item", disable=not progress)
-    if config.workers <= 1 or len(jobs) <= 1:
-        _init_worker(config)
-        results = map(_run_one, jobs)
-    else:
-        import multiprocessing as mp
-
-        # spawn, not fork: MediaPipe's graph threads do not survive a fork
-        pool = mp.get_context("spawn").Pool(config.workers, _init_worker, (config,))
-        results = pool.imap_unordered(_run_one, jobs)
     errors = []
-    for item, n, error in results:
+    for item, n, error in _results(jobs, config):
         if error:
             report.failed.append((str(item.path), error))
             errors.append({"path": str(item.path), "error": error})
@@ -250,11 +290,6 @@ def prepare_dataset(root: str | Path, out: str | Path, layout: str = "auto", con
         bar.update(1)
         bar.set_postfix(frames=report.frames, failed=len(report.failed))
     bar.close()
-    if config.workers > 1 and len(jobs) > 1:
-        pool.close()
-        pool.join()
-    else:
-        _close_worker()
     with open(out / "errors.jsonl", "w") as f:
         for e in errors:
             f.write(json.dumps(e) + "\n")
@@ -266,7 +301,8 @@ def prepare_dataset(root: str | Path, out: str | Path, layout: str = "auto", con
 
 
 def write_manifest(out: Path) -> Path:
-    rows = [json.loads(p.read_text()) for p in sorted((out / "items").glob("*/meta.json"))]
+    rows = [json.loads(p.read_text()) for p in sorted((out / "items").glob("*/meta.json"))
+            if not p.parent.name.endswith(".tmp")]  # a crash leaves <key>.tmp behind
     path = out / "manifest.jsonl"
     with open(path, "w") as f:
         for key_row in rows:

@@ -362,6 +362,17 @@ def _shared_method(manipulation: str) -> str:
     return m[1].strip() if m else manipulation or "unknown"
 
 
+# Collections of public-figure photos (face-recognition demos) show the same people in several files (Obama in
+# five, unnamed celebrities in deepface_img*), so each collection is one identity group: a person can then never
+# sit on both sides of a split. FFHQ photos and GAN faces are distinct people and keep one group per file.
+_PHOTO_COLLECTIONS = ("facerec", "deepface", "facenetpt")
+
+
+def _photo_collection(stem: str) -> str | None:
+    prefix = stem.split("_", 1)[0]
+    return f"collection:{prefix}" if prefix in _PHOTO_COLLECTIONS else None
+
+
 def read_shared(root, **_) -> list[MediaItem]:
     """The research folder (../shared/data): MANIFEST.tsv and optional IDENTITY_GROUPS.tsv.
 
@@ -394,7 +405,8 @@ def read_shared(root, **_) -> list[MediaItem]:
         method = "original" if label == 0 else _shared_method(manipulation)
         family = "synthesis" if label and manipulation.lower().startswith("gan-synthesis") else None
         ffpp = _shared_ffpp_ids(path.stem)
-        identity = groups.get(row["file"]) or (ffpp[0] if ffpp else None) or row.get("identity_hint") or path.stem
+        identity = (groups.get(row["file"]) or (ffpp[0] if ffpp else None) or row.get("identity_hint")
+                    or _photo_collection(path.stem) or path.stem)
         source = "FaceForensics++" if row.get("claimed_source_dataset", "").startswith("FaceForensics++") else "shared"
         kind = row["kind"].lower() if row["kind"].lower() in ("video", "image") else None
         items.append(_item(path, label, method, source, (identity, *ffpp), None, kind, family))

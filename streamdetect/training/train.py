@@ -3,7 +3,8 @@
 Run folder:
     config.yaml          the full configuration used
     split.json           train / validation item keys (by identity)
-    last.safetensors     model + card after the latest checkpoint; last_state.pt: optimiser, step, history
+    last.safetensors     model + card after the latest checkpoint (step-N.safetensors: the same, named by step)
+    last_state.pt        optimiser, step, history (resume reads the step-N weights it names)
     best.safetensors     the checkpoint with the best validation score so far
     history.jsonl        one line per validation: step, train loss, val loss, val AUCs
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -71,13 +73,14 @@ class Trainer:
         self.store = ClipStore(mc.input_size)
         self.train_clips, self.val_clips = split_clips(clips, cfg.val_fraction, cfg.split_seed)
         self.sampler = BatchSampler(self.train_clips, cfg, self.store)
-        self.val = validation_samples(self.val_clips, self.store, cfg.seq_len, sbi=cfg.sbi.enabled,
+        self.val = validation_samples(self.val_clips, self.store, cfg.val_seq_len, sbi=cfg.sbi.enabled,
                                       expression=cfg.model.expression)
         torch.manual_seed(cfg.seed)
         state_path = self.out / "last_state.pt"
         if resume and state_path.exists():
-            self.model = load_checkpoint(self.out / "last.safetensors")
-            state = torch.load(state_path, weights_only=True)  # plain tensors and numbers only: safe
+            state = torch.load(state_path, weights_only=True, map_location="cpu")  # tensors and numbers: safe
+            self.model = load_checkpoint(self.out / f"step-{int(state['step'])}.safetensors")
+            self._check_resume(mc)
         else:
             if resume:
                 log.warning("%s has no checkpoint to resume; starting from step 0", self.out)
@@ -96,9 +99,21 @@ class Trainer:
         self.step, self.history, self.best = 0, [], -1.0
         if state is not None:
             self.opt.load_state_dict(state["optimizer"])
+            if "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
             self.step, self.best = int(state["step"]), float(state["best"])
             self.history = json.loads(state["history"])
         self._write_run_files()
+
+    def _check_resume(self, config) -> None:
+        """A resumed run must be the same run: same architecture, same train/validation split."""
+        if self.model.card.config != config:
+            raise ValueError(f"cannot resume {self.out}: its model is {self.model.card.config}, the config asks for "
+                             f"{config}; use a new --out")
+        split = json.loads((self.out / "split.json").read_text())
+        if split["train"] != [c.key for c in self.train_clips] or split["val"] != [c.key for c in self.val_clips]:
+            raise ValueError(f"cannot resume {self.out}: the data or split settings changed since it started "
+                             f"({self.out / 'split.json'}); use the same --data and split_seed, or a new --out")
 
     def _write_run_files(self) -> None:
         import yaml
@@ -165,12 +180,19 @@ class Trainer:
         return float(np.mean(aucs)) if aucs else -float(result["val_loss"])
 
     def save(self, best: bool = False) -> None:
-        save_checkpoint(self.model, self.out / "last.safetensors")
-        state = {"optimizer": self.opt.state_dict(), "step": self.step, "best": self.best,
-                 "history": json.dumps(self.history)}
+        """Weights go to step-N.safetensors first, then the state naming N replaces last_state.pt: a crash at
+        any point leaves a state whose weights exist. last.safetensors is a copy for people and evaluate."""
+        weights = save_checkpoint(self.model, self.out / f"step-{self.step}.safetensors")
+        state = {"optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step,
+                 "best": self.best, "history": json.dumps(self.history)}
         tmp = self.out / "last_state.pt.partial"
         torch.save(state, tmp)
         tmp.replace(self.out / "last_state.pt")
+        for old in self.out.glob("step-*.safetensors"):
+            if old != weights:
+                old.unlink()
+        shutil.copyfile(weights, self.out / "last.safetensors.partial")
+        (self.out / "last.safetensors.partial").replace(self.out / "last.safetensors")
         if best:
             save_checkpoint(self.model, self.out / "best.safetensors")
 
