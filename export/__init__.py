@@ -22,6 +22,12 @@ def export_model(checkpoint, out_dir, fmt: str = "onnx", fp16: bool = False, max
     spec = check_options(fmt, fp16)
     model = checkpoint if isinstance(checkpoint, DeepfakeDetector) else load_checkpoint(checkpoint)
     reports = export_onnx(model, out_dir)
+    # Engines built from the previous graphs (e.g. before a re-calibration changed the card's temperature) are
+    # keyed by GPU/TensorRT/precision only, so they must go with the graphs they were built from.
+    import shutil
+    from pathlib import Path
+
+    shutil.rmtree(Path(out_dir) / "tensorrt", ignore_errors=True)
     if spec.name == "tensorrt":
         from streamdetect.export.tensorrt import build_engines
 

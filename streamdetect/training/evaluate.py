@@ -12,12 +12,14 @@ all frames (the SBI protocol) is reported beside it as `video_mean`. Photos are 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from streamdetect.errors import MissingDependencyError
 from streamdetect.faces.expression import clip_features
 from streamdetect.model import load_checkpoint, save_checkpoint
 from streamdetect.training import metrics as M
@@ -25,6 +27,7 @@ from streamdetect.training.data import Clip, load_clips
 from streamdetect.windows import TrackWindow, step_tracks
 
 LENGTHS = (10, 20, 40, 60, 80, 100)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -189,10 +192,13 @@ def write_report(result: dict, scored: list[Scored], out: Path, title: str) -> P
         m = real | (groups == g)
         curves[g] = (y[m], v[m])
     thr = result["threshold"]["value"]
-    plots.plot_roc(curves, out / "roc.png", f"{title}: video-level ROC")
-    plots.plot_score_histograms(y, v, thr, out / "scores.png", f"{title}: video alert scores (SBI included)")
-    if result["by_length"]:
-        plots.plot_by_length({int(k): r for k, r in result["by_length"].items()}, out / "by_length.png")
+    try:
+        plots.plot_roc(curves, out / "roc.png", f"{title}: video-level ROC")
+        plots.plot_score_histograms(y, v, thr, out / "scores.png", f"{title}: video alert scores (SBI included)")
+        if result["by_length"]:
+            plots.plot_by_length({int(k): r for k, r in result["by_length"].items()}, out / "by_length.png")
+    except MissingDependencyError as exc:  # the numbers below are the report; the figures are a convenience
+        log.warning("no plots: %s", exc)
     lines = [f"# {title}", "", "| level | n | AUC | EER | acc | precision | recall | F1 |", "|---|---|---|---|---|---|---|---|"]
     for level in ("frame", "video", "video_mean", "video_with_sbi"):
         r = result[level]

@@ -6,7 +6,7 @@ Run folder:
     last.safetensors     model + card after the latest checkpoint (step-N.safetensors: the same, named by step)
     last_state.pt        optimiser, step, history (resume reads the step-N weights it names)
     best.safetensors     the checkpoint with the best validation score so far
-    history.jsonl        one line per validation: step, train loss, val loss, val AUCs
+    history.jsonl        one line per validation: step, train loss, val loss, val AUCs (plotted: training.png)
 """
 
 from __future__ import annotations
@@ -196,6 +196,17 @@ class Trainer:
         if best:
             save_checkpoint(self.model, self.out / "best.safetensors")
 
+    def _plot(self) -> None:
+        from streamdetect.errors import MissingDependencyError
+        from streamdetect.training.plots import plot_training_curves
+
+        if not self.history:
+            return
+        try:
+            plot_training_curves(self.history, self.out / "training.png", f"training: {self.out.name}")
+        except MissingDependencyError as exc:  # plots are a convenience; the numbers are in history.jsonl
+            log.warning("no training plot: %s", exc)
+
     # -- the loop ----------------------------------------------------------------------------------------------
     def fit(self) -> dict:
         from tqdm import tqdm
@@ -228,6 +239,7 @@ class Trainer:
             bar.set_postfix(postfix)
         bar.close()
         self.save(best=not (self.out / "best.safetensors").exists())
+        self._plot()
         return {"steps": self.step, "history": self.history, "best_score": self.best,
                 "faces_per_s": round(seen / max(1e-9, time.perf_counter() - started), 1) if seen else None}
 
