@@ -3,6 +3,7 @@
 #   bash tools/train_default.sh [PREPARED_DIR] [RUNS_DIR]
 # Each ablation trains ABLATION_STEPS with the same recipe (examples/train_default.yaml); the default model then
 # continues the ImageNet-pretrained run to the recipe's full length (same seed-per-step batches as one long run).
+# Package it afterwards: python tools/package_default.py RUNS_DIR/pretrained PREPARED_DIR
 set -euo pipefail
 DATA=${1:-prepared/shared}
 RUNS=${2:-runs}
