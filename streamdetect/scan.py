@@ -84,7 +84,7 @@ def scan(video: str | Path, config: ServiceConfig, engine, detector, annotate: s
             t.last_frame, t.final_verdict = frame.index, f.verdict
             if f.p_fake is not None:
                 t.scores.append(f.p_fake)
-            if f.confidence is not None:
+            if f.confidence is not None and f.verdict != "unknown":  # judged frames only, as alerts are
                 t.max_confidence = max(t.max_confidence or 0.0, f.confidence)
         if writer:
             writer.write(frame.rgb, faces)
@@ -109,13 +109,17 @@ def scan(video: str | Path, config: ServiceConfig, engine, detector, annotate: s
 def _summary(video, fps, card, frame_scores, tracks) -> dict:
     scored = [s["p_fake"] for s in frame_scores if s["p_fake"] is not None]
     p_fake = float(np.mean(scored)) if scored else None
-    verdict = lambda p: "unknown" if p is None else ("fake" if p >= card.threshold else "real")  # noqa: E731
+    # A face is fake when the service would have alerted on it: its rolling confidence reached the card's
+    # threshold (`evaluate` chooses the threshold on exactly that score). Faces never judged are unknown.
+    verdict = lambda c: "unknown" if c is None else ("fake" if c >= card.threshold else "real")  # noqa: E731
     track_rows = []
     for t in sorted(tracks.values(), key=lambda t: t.track):
         p = float(np.mean(t.scores)) if t.scores else None
         track_rows.append({"track": t.track, "first_frame": t.first_frame, "last_frame": t.last_frame,
                            "frames": len(t.scores), "p_fake": _r(p), "max_confidence": _r(t.max_confidence),
-                           "verdict": verdict(p), "final_state": t.final_verdict})
+                           "verdict": verdict(t.max_confidence), "final_state": t.final_verdict})
+    judged = [r["verdict"] for r in track_rows if r["verdict"] != "unknown"]
+    video_verdict = "fake" if "fake" in judged else ("real" if judged else "unknown")
     return {
         "format": SCAN_FORMAT,
         "video": str(video),
@@ -125,7 +129,7 @@ def _summary(video, fps, card, frame_scores, tracks) -> dict:
         "model": {"name": card.name, "backbone": card.config.backbone, "trained_on": card.training_data},
         "threshold": card.threshold,
         "p_fake": _r(p_fake),
-        "verdict": verdict(p_fake),
+        "verdict": video_verdict,
         "tracks": track_rows,
         "timeline": [{**s, "p_fake": _r(s["p_fake"])} for s in frame_scores],
     }
@@ -150,9 +154,12 @@ def format_summary(result: dict) -> str:
     lines = [f"{result['video']}: {result['frames']} frames, faces in {result['frames_with_faces']}"]
     for t in result["tracks"]:
         p = "-" if t["p_fake"] is None else f"{t['p_fake']:.3f}"
-        lines.append(f"  face #{t['track']:<3} frames {t['first_frame']}-{t['last_frame']}  p_fake {p}  -> {t['verdict']}")
+        c = "-" if t["max_confidence"] is None else f"{t['max_confidence']:.3f}"
+        lines.append(f"  face #{t['track']:<3} frames {t['first_frame']}-{t['last_frame']}  p_fake {p}  "
+                     f"peak confidence {c}  -> {t['verdict']}")
     p = "-" if result["p_fake"] is None else f"{result['p_fake']:.3f}"
-    lines.append(f"video: p_fake {p} (threshold {result['threshold']}) -> {result['verdict'].upper()}")
+    lines.append(f"video: p_fake {p}; fake when a face's peak confidence reaches {result['threshold']:.3f} "
+                 f"-> {result['verdict'].upper()}")
     return "\n".join(lines)
 
 

@@ -52,3 +52,22 @@ def test_scan_of_a_non_video_fails_clearly(engine, detector, tmp_path):
     junk.write_text("not a video")
     with pytest.raises(SourceOpenError, match="not a video FFmpeg can read"):
         scan(junk, ServiceConfig(), engine, detector)
+
+
+def test_verdict_follows_the_alert_rule_not_the_mean():
+    """A face is fake when its rolling confidence reached the card's threshold at some point (what the service
+    alerts on, and what `evaluate` chose the threshold on), even if its mean over the whole video is lower."""
+    from streamdetect.model import ModelCard
+    from streamdetect.scan import TrackSummary, _summary
+
+    card = ModelCard(threshold=0.7)
+    burst = TrackSummary(1, 0, last_frame=9, scores=[0.2] * 6 + [0.9] * 4, max_confidence=0.75)
+    calm = TrackSummary(2, 0, last_frame=9, scores=[0.3] * 10, max_confidence=0.35)
+    unjudged = TrackSummary(3, 0, last_frame=2, scores=[0.9] * 3, max_confidence=None)
+    frames = [{"frame": i, "pts": i, "p_fake": 0.5, "faces": 3} for i in range(10)]
+    result = _summary("v.mp4", 25.0, card, frames, {1: burst, 2: calm, 3: unjudged})
+    jsonschema.validate(result, SCAN_SCHEMA)
+    assert [t["verdict"] for t in result["tracks"]] == ["fake", "real", "unknown"]
+    assert result["tracks"][0]["p_fake"] < card.threshold and result["verdict"] == "fake"
+    result = _summary("v.mp4", 25.0, card, frames, {2: calm})
+    assert result["verdict"] == "real"
