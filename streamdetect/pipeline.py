@@ -23,7 +23,7 @@ from streamdetect import messages as msg
 from streamdetect.annotate import draw_faces
 from streamdetect.config import ServiceConfig
 from streamdetect.errors import StreamError
-from streamdetect.faces.crop import align_crop
+from streamdetect.faces.crop import align_crop, landmarks_in_crop
 from streamdetect.faces.quality import QualityThresholds, quality_flags
 from streamdetect.faces.tracker import FaceTracker
 from streamdetect.faces.types import Track
@@ -248,17 +248,15 @@ class Pipeline:
             jobs.append(FaceJob(track, state, crop, flags))
         usable = [j for j in jobs if not j.flags]  # only frames the model scores move the expression state
         if self.mesh is not None and usable:
-            self._add_expression(w, frame.rgb, usable, size)
+            self._add_expression(w, frame.rgb, usable)
         return jobs
 
-    def _add_expression(self, w: StreamWorker, rgb: np.ndarray, jobs: list[FaceJob], size: int) -> None:
+    def _add_expression(self, w: StreamWorker, rgb: np.ndarray, jobs: list[FaceJob]) -> None:
         """Face-mesh landmarks for every face of the frame in one call, in crop coordinates as in training."""
-        from streamdetect.faces.crop import points_to_crop
-
         dets = [j.track.detection for j in jobs]
         points, presence = self.mesh.landmarks_with_presence(rgb, dets)
         for job, det, pts, present in zip(jobs, dets, points, presence):
-            unit = points_to_crop(pts[:, :2], det, size) / size if present >= 0.5 else None
+            unit = landmarks_in_crop(pts, det) if present >= 0.5 else None
             job.expression = self.expression.update((w.name, job.track.track_id), unit)
 
     def _emit_frame(self, w: StreamWorker, frame, jobs: list[FaceJob], now: float) -> None:

@@ -141,3 +141,17 @@ def test_points_to_crop_matches_align_crop(mesh, frontal):
                              points_to_crop(face.keypoints, face, size, margin))
     (direct,) = mesh.landmarks(crop, [in_crop_face])
     assert np.linalg.norm(direct[:, :2] - in_crop, axis=1).max() < 1.5  # px of the 224 px crop; measured 0.2
+
+
+def test_landmarks_in_crop_are_points_to_crop_in_crop_units():
+    """prepare and the service store landmarks in crop units; that must be align_crop's geometry at any size."""
+    from streamdetect.faces.crop import landmarks_in_crop, points_to_crop, square_transform
+    from streamdetect.faces.types import Box, Detection
+
+    det = Detection(Box(100, 80, 180, 176), 0.9, np.array([[125, 110], [158, 118], [140, 130], [141, 155],
+                                                            [105, 120], [175, 128]], float))
+    pts = np.random.default_rng(0).uniform([90, 70, -20], [190, 186, 20], (50, 3))
+    side = square_transform(det)[1]
+    unit = landmarks_in_crop(pts, det)
+    np.testing.assert_allclose(unit[:, :2] * side, points_to_crop(pts, det, side), atol=1e-3)
+    np.testing.assert_allclose(unit[:, 2] * side, pts[:, 2], atol=1e-3)

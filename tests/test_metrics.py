@@ -9,7 +9,6 @@ import pytest
 
 from streamdetect.errors import MissingDependencyError
 from streamdetect.training.metrics import (
-    aggregate_video,
     apply_temperature,
     binary_metrics,
     equal_error_rate,
@@ -238,19 +237,6 @@ def test_ece_and_nll_by_hand():
     assert nll([1, 0], [0.8, 0.8]) == pytest.approx(-(math.log(0.8) + math.log(0.2)) / 2)
     # (N, 2) probabilities use column 1
     assert nll([1, 0], [[0.2, 0.8], [0.2, 0.8]]) == pytest.approx(nll([1, 0], [0.8, 0.8]))
-
-
-def test_aggregate_video():
-    videos = [np.array([0.1, 0.2, 0.9]), [0.5], np.array([0.4, 0.6, 0.8, 0.2])]
-    np.testing.assert_allclose(aggregate_video(videos), [0.4, 0.5, 0.5])  # (0.1+0.2+0.9)/3, 0.5, 2.0/4
-    np.testing.assert_allclose(aggregate_video(videos, "median"), [0.2, 0.5, 0.5])  # (0.4+0.6)/2
-    np.testing.assert_allclose(aggregate_video(videos, "max"), [0.9, 0.5, 0.8])
-    np.testing.assert_allclose(aggregate_video(videos, "last"), [0.9, 0.5, 0.2])
-    assert aggregate_video([]).shape == (0,)
-    with pytest.raises(ValueError, match="video 1"):
-        aggregate_video([[0.2], []])
-    with pytest.raises(ValueError):
-        aggregate_video(videos, "mode")
 
 
 # ----------------------------------------------------------------------------------------------- plots

@@ -9,7 +9,7 @@ import pytest
 
 from streamdetect.errors import DatasetError
 from streamdetect.training.readers import (
-    LAYOUTS, MediaItem, check_both_classes, detect_layout, method_family, read_celebdf, read_dataset, read_dfdc,
+    LAYOUTS, MediaItem, detect_layout, method_family, read_celebdf, read_dataset, read_dfdc,
     read_faceforensics, read_folders, read_shared, split_by_identity,
 )
 from tests.conftest import DATA
@@ -190,17 +190,10 @@ def test_folders_methods_kinds_and_identities(tmp_path):
     assert items["b.MOV"].identity == "b"  # no sidecar entry: the file stem
 
 
-def test_folders_one_class_is_not_an_error_but_check_both_classes_is(tmp_path):
+def test_folders_one_class_is_not_an_error(tmp_path):
     touch(tmp_path, "real/a.mp4", "real/b.mp4")
     items = read_folders(tmp_path)  # SBI trains on reals only: the reader must not refuse
     assert [i.label for i in items] == [0, 0]
-    with pytest.raises(DatasetError, match=r"only real videos found.*add fakes or use self-blended fakes \(--sbi\)"):
-        check_both_classes(items)
-    with pytest.raises(DatasetError, match="only fake videos"):
-        check_both_classes([MediaItem(Path("f.mp4"), 1, "Deepfakes", "folders", "f", family="blend")])
-    with pytest.raises(DatasetError, match="no videos or images"):
-        check_both_classes([])
-    check_both_classes(items + [MediaItem(Path("f.mp4"), 1, "Deepfakes", "folders", "f", family="blend")])
 
 
 # -- shared research folder (synthetic) ---------------------------------------------------------------------

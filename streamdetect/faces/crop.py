@@ -26,14 +26,19 @@ def eye_angle(detection: Detection) -> float:
     return math.degrees(math.atan2(ly - ry, lx - rx))
 
 
-def align_crop(rgb: np.ndarray, detection: Detection, size: int = 112, margin: float = CROP_MARGIN) -> np.ndarray:
-    """An aligned (size, size, 3) uint8 crop of one face; outside-the-frame pixels are black."""
+def square_transform(detection: Detection, margin: float = CROP_MARGIN) -> tuple[np.ndarray, int]:
+    """2x3 affine from frame pixels into the eye-levelled square of side_px pixels that align_crop cuts out."""
     cx, cy = detection.box.center
-    side = max(detection.box.width, detection.box.height) * margin
-    side_px = max(2, int(round(side)))
+    side_px = max(2, int(round(max(detection.box.width, detection.box.height) * margin)))
     # Rotate about the face centre, then move that centre to the middle of a side_px square.
     m = cv2.getRotationMatrix2D((cx, cy), eye_angle(detection), 1.0)
     m[:, 2] += (side_px / 2 - cx, side_px / 2 - cy)
+    return m, side_px
+
+
+def align_crop(rgb: np.ndarray, detection: Detection, size: int = 112, margin: float = CROP_MARGIN) -> np.ndarray:
+    """An aligned (size, size, 3) uint8 crop of one face; outside-the-frame pixels are black."""
+    m, side_px = square_transform(detection, margin)
     square = cv2.warpAffine(rgb, m, (side_px, side_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     interp = cv2.INTER_AREA if side_px > size else cv2.INTER_LINEAR
     return cv2.resize(square, (size, size), interpolation=interp)
@@ -45,9 +50,15 @@ def points_to_crop(points_xy: np.ndarray, detection: Detection, size: int = 112,
 
     Same geometry as align_crop: rotation about the box centre, a shift into the side_px square, then the resize,
     whose pixel centres satisfy x' = (x + 0.5) * size / side_px - 0.5 (OpenCV's convention for both modes)."""
-    cx, cy = detection.box.center
-    side_px = max(2, int(round(max(detection.box.width, detection.box.height) * margin)))
-    m = cv2.getRotationMatrix2D((cx, cy), eye_angle(detection), 1.0)
-    m[:, 2] += (side_px / 2 - cx, side_px / 2 - cy)
+    m, side_px = square_transform(detection, margin)
     square = np.asarray(points_xy, dtype=np.float64)[:, :2] @ m[:, :2].T + m[:, 2]
     return ((square + 0.5) * (size / side_px) - 0.5).astype(np.float32)
+
+
+def landmarks_in_crop(points: np.ndarray, detection: Detection, margin: float = CROP_MARGIN) -> np.ndarray:
+    """Face-mesh landmarks (K, 3) in frame pixels -> (K, 3) in crop units (0..1 across the crop, z likewise),
+    whatever the crop size: what prepare stores and what the service feeds expression features."""
+    m, side_px = square_transform(detection, margin)
+    points = np.asarray(points, dtype=np.float64)
+    xy = points[:, :2] @ m[:, :2].T + m[:, 2]
+    return (np.concatenate([xy, points[:, 2:3]], axis=1) / side_px).astype(np.float32)

@@ -105,10 +105,6 @@ def alert_score(p: np.ndarray, window: int = 20, min_frames: int = 10) -> float:
     return float(((c[t + 1] - c[start]) / (t + 1 - start)).max())
 
 
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
-
-
 def analyse(scored: list[Scored], temperature: float | None = None, threshold: float | None = None,
             target_fpr: float = 0.05, window: int = 20, min_frames: int = 10) -> dict:
     """Metrics for scored clips. temperature/threshold None: fit them here (on these clips) and say so."""
@@ -117,12 +113,11 @@ def analyse(scored: list[Scored], temperature: float | None = None, threshold: f
         calib = scored
     fl = np.concatenate([s.frame_logits for s in calib])
     fy = np.concatenate([np.full(len(s.frame_logits), s.label) for s in calib])
-    two = np.stack([np.zeros_like(fl), fl], axis=1)
     result = {"n_items": len(scored)}
     fitted = temperature is None
     if fitted:
-        temperature = M.fit_temperature(two, fy)
-    p_raw, p_cal = _sigmoid(fl), _sigmoid(fl / temperature)
+        temperature = M.fit_temperature(fl, fy)  # margins are fake logits against a real logit of 0
+    p_raw, p_cal = M.apply_temperature(fl, 1.0), M.apply_temperature(fl, temperature)
     result["calibration"] = {
         "temperature": round(float(temperature), 4), "fitted_here": fitted,
         "nll_before": round(M.nll(fy, p_raw), 4), "nll_after": round(M.nll(fy, p_cal), 4),
@@ -130,7 +125,7 @@ def analyse(scored: list[Scored], temperature: float | None = None, threshold: f
         "ece_after": round(M.expected_calibration_error(fy, p_cal), 4)}
 
     y = np.array([s.label for s in scored])
-    frame_p = [_sigmoid(s.frame_logits / temperature) for s in scored]
+    frame_p = [M.apply_temperature(s.frame_logits, temperature) for s in scored]
     v = np.array([alert_score(p, window, min_frames) for p in frame_p])
     v_mean = np.array([p.mean() for p in frame_p])
     groups = np.array([s.group for s in scored])
@@ -142,7 +137,7 @@ def analyse(scored: list[Scored], temperature: float | None = None, threshold: f
         threshold = M.threshold_at_fpr(y[real], v[real], target_fpr) if real.any() else 0.5
     result["threshold"] = {"value": float(threshold), "chosen_here": chose, "target_fpr": target_fpr,
                            "rule": f"alert when the rolling {window}-frame mean of calibrated p_fake reaches it"}
-    f_all = np.concatenate([_sigmoid(s.frame_logits[None] / temperature)[0] for s in scored if s.group != "SBI"])
+    f_all = np.concatenate([p for p, s in zip(frame_p, scored) if s.group != "SBI"])
     f_y = np.concatenate([np.full(len(s.frame_logits), s.label) for s in scored if s.group != "SBI"])
     result["frame"] = M.summary(f_y, f_all, threshold)
     result["video"] = M.summary(y[world], v[world], threshold)
@@ -166,7 +161,7 @@ def analyse(scored: list[Scored], temperature: float | None = None, threshold: f
         have = [s for s in videos if n in s.length_logits]
         ly = np.array([s.label for s in have])
         if len(set(ly.tolist())) == 2:
-            lp = _sigmoid(np.array([s.length_logits[n] for s in have]) / temperature)
+            lp = M.apply_temperature(np.array([s.length_logits[n] for s in have]), temperature)
             result["by_length"][n] = M.summary(ly, lp, threshold)
     result["real_false_positive_rate"] = round(float((v[real] >= threshold).mean()), 4) if real.any() else None
     return result
@@ -184,7 +179,7 @@ def write_report(result: dict, scored: list[Scored], out: Path, title: str) -> P
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     t, w = result["calibration"]["temperature"], result["window"]
     y = np.array([s.label for s in scored])
-    v = np.array([alert_score(_sigmoid(s.frame_logits / t), w, result["min_frames"]) for s in scored])
+    v = np.array([alert_score(M.apply_temperature(s.frame_logits, t), w, result["min_frames"]) for s in scored])
     groups = np.array([s.group for s in scored])
     real = y == 0
     curves = {"all fakes (no SBI)": (y[groups != "SBI"], v[groups != "SBI"])}
@@ -226,14 +221,13 @@ def evaluate(checkpoint: str | Path, data, out: str | Path, keys: list[str] | No
     """Score a checkpoint on prepared data (optionally only the items in `keys`, e.g. a run's val split).
     calibrate=True fits temperature and threshold here; False uses the card's. write_card: save a copy of the
     checkpoint with the fitted temperature, threshold and these metrics in its card (half: fp16 weights)."""
-    model = load_checkpoint(checkpoint)
-    model.card = model.card.with_updates(temperature=1.0)  # scores are raw margins; temperature applied here
+    model = load_checkpoint(checkpoint)  # scoring reads raw logit margins: the card's temperature is not applied
     clips = load_clips(data, model.card.config.input_size)
     if keys is not None:
         wanted = set(keys)
         clips = [c for c in clips if c.key in wanted]
     scored = score_clips(model, clips, window=window, sbi=sbi, progress=progress)
-    card = load_checkpoint(checkpoint).card
+    card = model.card
     result = analyse(scored, None if calibrate else card.temperature, None if calibrate else card.threshold,
                      target_fpr, window, min_frames)
     result["checkpoint"] = str(checkpoint)

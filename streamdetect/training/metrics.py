@@ -13,7 +13,6 @@ Conventions used throughout:
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import numpy as np
 
@@ -28,7 +27,6 @@ __all__ = [
     "apply_temperature",
     "expected_calibration_error",
     "nll",
-    "aggregate_video",
 ]
 
 _NAN = float("nan")
@@ -292,31 +290,3 @@ def nll(labels, probs, eps: float = 1e-12) -> float:
     if y.size == 0:
         return _NAN
     return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
-
-
-# ----------------------------------------------------------------------------------------------- videos
-_AGGREGATORS = {
-    "mean": np.mean,
-    "median": np.median,
-    "max": np.max,
-    "last": lambda a: a[-1],
-}
-
-
-def aggregate_video(scores_per_frame: Sequence[np.ndarray], how: str = "mean") -> np.ndarray:
-    """One p_fake per video from its per-frame (or per-window) scores.
-
-    ``how``: "mean" (default), "median", "max" or "last" (the score the live service shows at the end).
-    Returns a float64 array of length ``len(scores_per_frame)``. A video with no scores raises
-    ``ValueError`` naming its index (decide explicitly what a faceless video counts as).
-    """
-    if how not in _AGGREGATORS:
-        raise ValueError(f"how must be one of {sorted(_AGGREGATORS)}; got {how!r}")
-    agg = _AGGREGATORS[how]
-    out = np.empty(len(scores_per_frame), dtype=np.float64)
-    for i, frames in enumerate(scores_per_frame):
-        a = np.asarray(frames, dtype=np.float64).reshape(-1)
-        if a.size == 0:
-            raise ValueError(f"video {i} has no frame scores to aggregate")
-        out[i] = float(agg(a))
-    return out

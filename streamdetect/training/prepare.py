@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from streamdetect.errors import DatasetError
-from streamdetect.faces.crop import CROP_MARGIN, align_crop
+from streamdetect.faces.crop import align_crop
 from streamdetect.training.readers import IMAGE_EXTS, MediaItem, read_dataset
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class _Preparer:
         return max(found, key=lambda d: d.box.width * d.box.height)
 
     def prepare(self, item: MediaItem, folder: Path) -> int:
-        from streamdetect.faces.crop import points_to_crop
+        from streamdetect.faces.crop import landmarks_in_crop
 
         cfg = self.config
         crops = {s: [] for s in cfg.sizes}
@@ -157,9 +157,7 @@ class _Preparer:
             (points,), presence = self.mesh.landmarks_with_presence(rgb, [det])
             if presence[0] < 0.5:  # the mesh saw no face in the box: no landmarks rather than wrong ones
                 points = np.full_like(points, np.nan)
-            side = max(2, int(round(max(det.box.width, det.box.height) * CROP_MARGIN)))
-            unit = points_to_crop(points[:, :2], det, side, CROP_MARGIN) / side
-            marks.append(np.concatenate([unit, points[:, 2:3] / side], axis=1))
+            marks.append(landmarks_in_crop(points, det))
             numbers.append(number)
             if len(numbers) >= cfg.frames:
                 break

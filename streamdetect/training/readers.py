@@ -8,8 +8,7 @@ a person, and every fake made from or with their face, on one side.
 Layouts (`LAYOUTS`, chosen by `detect_layout` or by name): FaceForensics++, Celeb-DF v2, DFDC, plain
 real/ + fake/ folders, and the project's shared research folder (MANIFEST.tsv). Readers accept the options of
 every layout and ignore those meant for another, so a CLI can pass one set of options whatever the layout.
-Readers do not insist on both classes (self-blended training uses real videos only): call
-`check_both_classes` where fakes are required.
+Readers do not insist on both classes (self-blended training uses real videos only): `train` says what it lacks.
 """
 
 from __future__ import annotations
@@ -460,20 +459,6 @@ def read_dataset(root, layout: str = "auto", **options) -> list[MediaItem]:
     if layout not in LAYOUTS:
         raise DatasetError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)} or 'auto' (--layout)")
     return LAYOUTS[layout](root, **options)
-
-
-def check_both_classes(items: list[MediaItem]) -> None:
-    """Raise DatasetError unless `items` hold real and fake examples (call it unless training with SBI)."""
-    reals = sum(i.label == 0 for i in items)
-    fakes = len(items) - reals
-    if not items:
-        raise DatasetError("no videos or images found; check the dataset folder and --layout")
-    if not fakes:
-        raise DatasetError(f"only real videos found ({reals}, no fakes): a detector needs both classes; add fakes "
-                           f"or use self-blended fakes (--sbi)")
-    if not reals:
-        raise DatasetError(f"only fake videos found ({fakes}, no reals): a detector needs both classes; add real "
-                           f"videos (the fakes' originals are best)")
 
 
 # -- identity-safe split ------------------------------------------------------------------------------------

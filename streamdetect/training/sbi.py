@@ -374,39 +374,6 @@ def examples_grid(crops: np.ndarray, landmarks, path, n: int = 8, seed: int = 0)
         grey = [np.clip(mask * 255.0, 0, 255).astype(np.uint8), np.clip(diff * 4, 0, 255).astype(np.uint8)]
         images += [crops[i], fake] + [cv2.cvtColor(g, cv2.COLOR_GRAY2RGB) for g in grey]
         titles += ["real", f"self-blended r={mask.max():.2f}", "mask", "|diff| x4"]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        from streamdetect.training.plots import image_grid
-    except ImportError:  # plots.py (or what it imports) not there
-        image_grid = None
-    if image_grid is not None:
-        from streamdetect.errors import MissingDependencyError
+    from streamdetect.training.plots import image_grid  # matplotlib missing: names the `train` extra
 
-        try:
-            image_grid(images, titles, 4, path)
-            return path
-        except MissingDependencyError:  # matplotlib (the `train` extra) not installed
-            pass
-    _local_grid(images, titles, 4, path)
-    return path
-
-
-def _local_grid(images, titles, cols: int, path: Path) -> None:
-    """hconcat/vconcat fallback with cv2.putText labels (no matplotlib)."""
-    size = max(im.shape[0] for im in images)
-    scale = max(1, 160 // size)  # small crops are hard to read: enlarge them (nearest neighbour)
-    band = 16
-    tiles = []
-    for im, title in zip(images, titles):
-        im = cv2.resize(im, (im.shape[1] * scale, im.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
-        tile = np.full((im.shape[0] + band, im.shape[1], 3), 255, np.uint8)
-        tile[band:] = cv2.cvtColor(im, cv2.COLOR_RGB2BGR)
-        cv2.putText(tile, title, (3, band - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
-        tiles.append(tile)
-    blank = np.full_like(tiles[0], 255)
-    while len(tiles) % cols:
-        tiles.append(blank)
-    rows = [cv2.hconcat(tiles[r : r + cols]) for r in range(0, len(tiles), cols)]
-    if not cv2.imwrite(str(path), cv2.vconcat(rows)):
-        raise OSError(f"could not write {path}")
+    return image_grid(images, titles, 4, path)
