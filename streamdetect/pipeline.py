@@ -241,7 +241,7 @@ class Pipeline:
                 state = w.faces[track.track_id] = FaceState(
                     TrackWindow(self.cfg.window, self.engine.card.config.hidden_size),
                     TrackScorer(self.cfg.scoring, self.engine.card.threshold))
-            crop = align_crop(frame.rgb, track.detection, size)
+            crop = align_crop(frame.rgb, track.detection, size, style=self.engine.card.config.crop)
             flags = quality_flags(crop, track.detection, self.quality)
             if track.missed > 0:  # the detector lost it: the box is a guess, the crop may be background
                 flags += ("lost",)
@@ -256,7 +256,7 @@ class Pipeline:
         dets = [j.track.detection for j in jobs]
         points, presence = self.mesh.landmarks_with_presence(rgb, dets)
         for job, det, pts, present in zip(jobs, dets, points, presence):
-            unit = landmarks_in_crop(pts, det) if present >= 0.5 else None
+            unit = landmarks_in_crop(pts, det, style=self.engine.card.config.crop) if present >= 0.5 else None
             job.expression = self.expression.update((w.name, job.track.track_id), unit)
 
     def _emit_frame(self, w: StreamWorker, frame, jobs: list[FaceJob], now: float) -> None:

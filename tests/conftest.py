@@ -34,9 +34,10 @@ def realistic(model, seed: int = 0, batches: int = 3):
     return model.eval()
 
 
-def small_model(backbone="mobilenet_v2", hidden=32, fusion=False, input_size=112, seed=0):
+def small_model(backbone="mobilenet_v2", hidden=32, fusion=False, input_size=112, seed=0, temporal="lstm"):
     torch.manual_seed(seed)
-    return realistic(new_model(ModelConfig(backbone=backbone, input_size=input_size, hidden_size=hidden, fusion=fusion)), seed)
+    config = ModelConfig(backbone=backbone, input_size=input_size, hidden_size=hidden, fusion=fusion, temporal=temporal)
+    return realistic(new_model(config), seed)
 
 
 @pytest.fixture

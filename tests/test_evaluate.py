@@ -31,7 +31,8 @@ def test_metrics_on_hand_made_scores():
     assert (r["video"]["tp"], r["video"]["fn"], r["video"]["fp"], r["video"]["tn"]) == (2, 1, 0, 2)
     assert r["video"]["precision"] == 1.0 and r["video"]["recall"] == pytest.approx(2 / 3, abs=1e-4)
     assert r["video_with_sbi"]["tp"] == 3
-    assert r["by_method"]["A"] == {"n": 2, "auc_vs_real": 1.0, "recall": 1.0, "mean_score": pytest.approx(0.917, abs=1e-3)}
+    assert r["by_method"]["A"] == {"n": 2, "auc_vs_real": 1.0, "auc_ci95": [1.0, 1.0], "recall": 1.0,
+                                   "mean_score": pytest.approx(0.917, abs=1e-3)}
     assert r["by_method"]["B"]["auc_vs_real"] == 0.5 and r["by_method"]["B"]["recall"] == 0.0
     assert r["by_method"]["SBI"]["recall"] == 1.0
     assert r["by_family"]["blend"]["auc_vs_real"] == 1.0 and r["by_family"]["synthesis"]["n"] == 1

@@ -32,9 +32,21 @@ class ModelConfig:
     # head pose and their motion; streamdetect.faces.expression) are concatenated to the CNN features before
     # the LSTM. 0 = off. The step graph then takes feature_size + expression_size inputs per face.
     expression_size: int = 0
+    # The face crop the model was trained on (streamdetect.faces.crop.CROP_STYLES). Cards written before this
+    # field existed load as "aligned", the crop they were trained on (ModelCard.from_json).
+    crop: str = "box"
+    # "lstm": the paper's recurrent head. "none": a frame-level head (FC on the frame's features); the step graph
+    # still takes and returns (h, c), passed through unchanged (hidden_size 1), so every runtime serves both alike
+    # and the service's rolling window does the temporal pooling.
+    temporal: str = "lstm"
 
     def __post_init__(self):
+        from streamdetect.faces.crop import check_style
         from streamdetect.model.backbones import BACKBONES
+
+        check_style(self.crop)
+        if self.temporal not in ("lstm", "none"):
+            raise ValueError(f"temporal must be 'lstm' or 'none', got {self.temporal!r}")
 
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
@@ -92,7 +104,9 @@ class ModelCard:
                 f"({__version__}) understands (format {CARD_FORMAT}); upgrade with: pip install -U streamdetect"
             )
         try:
-            config = ModelConfig(**raw.pop("config"))
+            config = raw.pop("config")
+            config.setdefault("crop", "aligned")  # the only crop that existed before the field
+            config = ModelConfig(**config)
             for key in ("mean", "std", "labels"):
                 raw[key] = tuple(raw[key])
             return cls(config=config, **raw)

@@ -42,9 +42,13 @@ class DeepfakeDetector(nn.Module):
         cfg = self.card.config
         self.normalize = Normalize(self.card.mean, self.card.std)
         self.backbone = build_backbone(cfg.backbone, cfg.input_size, pretrained_backbone)
-        self.lstm = nn.LSTM(cfg.step_input_size, cfg.hidden_size, num_layers=1, batch_first=True)
+        self.frame_level = cfg.temporal == "none"
+        # A frame-level model has no recurrent weights; an empty LSTM slot keeps `model.lstm.parameters()` valid.
+        self.lstm = (nn.ModuleList() if self.frame_level else
+                     nn.LSTM(cfg.step_input_size, cfg.hidden_size, num_layers=1, batch_first=True))
         self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.hidden_size + (cfg.step_input_size if cfg.fusion else 0), 2)
+        head_in = cfg.step_input_size if self.frame_level else cfg.hidden_size + (cfg.step_input_size if cfg.fusion else 0)
+        self.head = nn.Linear(head_in, 2)
 
     # -- per-frame encoder -------------------------------------------------------------------------------
     def encode(self, crops: torch.Tensor) -> torch.Tensor:
@@ -55,12 +59,16 @@ class DeepfakeDetector(nn.Module):
     def classify(self, hidden: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """LSTM output (and, with fusion, the frame's CNN features) -> logits (real, fake)."""
         x = self.dropout(hidden)
-        if self.card.config.fusion:
+        if self.card.config.fusion and not self.frame_level:
             x = torch.cat([x, features], dim=-1)
         return self.head(x)
 
     def temporal(self, features: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """(B, T, F) features -> logits (B, T, 2) at every frame, and the final state."""
+        if self.frame_level:
+            if state is None:
+                state = self.init_state(features.shape[0], features.device, features.dtype)
+            return self.classify(features, features), state
         if state is not None:
             state = (state[0].unsqueeze(0).contiguous(), state[1].unsqueeze(0).contiguous())
         hidden, (h, c) = self.lstm(features, state)
@@ -100,6 +108,9 @@ class DeepfakeDetector(nn.Module):
     def step_logits(self, features: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """`step` before the softmax: (N, 2) logits. Evaluation calibrates the temperature on these."""
         h, c = state if state is not None else self.init_state(features.shape[0], features.device, features.dtype)
+        if self.frame_level:
+            # State passes through untouched; `+ 0` keeps it a graph node so exported outputs are not inputs.
+            return self.classify(features, features), (h + 0, c + 0)
         lstm = self.lstm
         gates = F.linear(features, lstm.weight_ih_l0, lstm.bias_ih_l0) + F.linear(h, lstm.weight_hh_l0, lstm.bias_hh_l0)
         i, f, g, o = gates.chunk(4, dim=1)  # PyTorch's gate order

@@ -11,8 +11,10 @@ def cmd_prepare(args) -> int:
     from streamdetect.training.prepare import PrepareConfig, prepare_dataset
 
     config = PrepareConfig(sizes=tuple(int(s) for s in args.sizes.split(",")), frames=args.frames,
-                           sampling=args.sampling, workers=args.workers)
+                           sampling=args.sampling, workers=args.workers, crop=args.crop)
     options = {"compression": args.compression} if args.compression else {}
+    if args.media:
+        options["media"] = args.media
     report = prepare_dataset(args.dataset, args.out, layout=args.layout, config=config, limit=args.limit, **options)
     print(f"prepared {report.prepared} items ({report.frames} face frames), {report.skipped_existing} already done, "
           f"{len(report.failed)} failed -> {report.out}")
@@ -41,6 +43,29 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_lofo(args) -> int:
+    from streamdetect.training.config import load_config
+    from streamdetect.training.lofo import load_folds, run_lofo
+
+    overrides = {"steps": args.steps, "device": args.device}
+    if args.data:
+        overrides["data"] = args.data
+    cfg = load_config(args.config, args.set or [], **overrides)
+    if not cfg.data:
+        raise ValueError("no training data: give prepared folders with --data or `data:` in the config")
+    run_lofo(cfg, load_folds(args.folds), args.out)
+    print((Path(args.out) / "lofo.md").read_text())
+    return 0
+
+
+def cmd_fetch_manifest(args) -> int:
+    from streamdetect.training.manifest import fetch_manifest
+
+    counts = fetch_manifest(args.manifest, args.out, base_url=args.base_url)
+    print(f"{counts['downloaded']} downloaded, {counts['present']} already present and checked -> {args.out}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from streamdetect.training.evaluate import evaluate
 
@@ -53,7 +78,7 @@ def cmd_evaluate(args) -> int:
             raise ValueError(f"{args.data} define no test items; evaluate without --split, or with --run")
     elif args.run:
         split = json.loads((Path(args.run) / "split.json").read_text())
-        keys = split[args.split]
+        keys = split["holdout_eval" if args.split == "holdout" else args.split]
     result = evaluate(args.checkpoint, args.data, args.out, keys=keys, window=args.window,
                       min_frames=args.min_frames, sbi=not args.no_sbi,
                       calibrate=not args.use_card, target_fpr=args.target_fpr, write_card=args.write_card,
@@ -67,12 +92,17 @@ def cmd_evaluate(args) -> int:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("prepare", help="videos/photos -> aligned face-crop sequences for training")
-    p.add_argument("dataset", help="dataset folder (FaceForensics++, Celeb-DF v2, DFDC, real/ + fake/ folders)")
+    p.add_argument("dataset", help="dataset folder (FaceForensics++, Celeb-DF v2, DFDC, real/ + fake/ folders) "
+                                   "or a manifest .tsv (file, label, family, identity)")
+    p.add_argument("--media", help="with a manifest: the folder its file paths are relative to (default: its own)")
     p.add_argument("out", help="output folder (rerun to resume)")
-    p.add_argument("--layout", default="auto", help="faceforensics | celebdf | dfdc | folders | shared (default: detect)")
+    p.add_argument("--layout", default="auto",
+                   help="faceforensics | celebdf | dfdc | folders | shared | manifest (default: detect)")
     p.add_argument("--sizes", default="112", help="crop sizes, comma-separated: 112 and/or 224")
     p.add_argument("--frames", type=int, default=150, help="face frames per video (paper: the first 150)")
     p.add_argument("--sampling", default="first", choices=("first", "even"), help="consecutive from the start, or spread")
+    p.add_argument("--crop", default="box", choices=("box", "aligned"),
+                   help="face crop style (must match the model's card; default box)")
     p.add_argument("--compression", help="FaceForensics++ quality folder: c0, c23 or c40")
     p.add_argument("--workers", type=int, default=2, help="videos prepared in parallel")
     p.add_argument("--limit", type=int, help="only the first N items (a quick look)")
@@ -90,12 +120,31 @@ def add_parsers(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(fn=cmd_train)
 
+    p = sub.add_parser("lofo", help="leave-one-family-out: train per fold, AUC per held-out generator family")
+    p.add_argument("--config", required=True, help="the recipe (YAML training config)")
+    p.add_argument("--folds", required=True, help="YAML: fold name -> families/sources to hold out "
+                                                   "(see examples/lofo_folds.yaml)")
+    p.add_argument("--out", required=True, help="folder for the fold runs and lofo.json/.md/.png (rerun resumes)")
+    p.add_argument("--data", nargs="+", help="prepared folders (override the config's)")
+    p.add_argument("--steps", type=int, help="training steps per fold")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config value")
+    p.set_defaults(fn=cmd_lofo)
+
+    p = sub.add_parser("fetch-manifest", help="download a manifest's media (url or GitHub repo/commit/path), "
+                                              "checked by sha256")
+    p.add_argument("manifest", help="a manifest .tsv (see streamdetect.training.manifest)")
+    p.add_argument("out", help="media folder; files land at OUT/<file column> (rerun resumes)")
+    p.add_argument("--base-url", default="https://raw.githubusercontent.com",
+                   help="where repo/commit/path rows are downloaded from (a mirror, or a local server in tests)")
+    p.set_defaults(fn=cmd_fetch_manifest)
+
     p = sub.add_parser("evaluate", help="metrics, ROC/EER, table by sequence length, calibration, threshold")
     p.add_argument("checkpoint")
     p.add_argument("data", nargs="+", help="prepared folders")
     p.add_argument("--out", default="evaluation", help="report folder (metrics.json, report.md, PNGs)")
     p.add_argument("--run", help="a training run folder: evaluate only its split (see --split)")
-    p.add_argument("--split", default="val", choices=("val", "train", "test"),
+    p.add_argument("--split", default="val", choices=("val", "train", "test", "holdout"),
                    help="with --run: that run's val/train items; test: the items the dataset lists as test")
     p.add_argument("--window", type=int, default=20, help="the service's window W")
     p.add_argument("--min-frames", type=int, default=10, help="the service's scoring.min_frames")

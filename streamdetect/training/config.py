@@ -20,13 +20,17 @@ class ModelSection:
     dropout: float = 0.4
     fusion: bool = False
     expression: bool = False  # add landmark expression cues beside the CNN features
+    crop: str = "box"  # the face crop (streamdetect.faces.crop.CROP_STYLES); must match the prepared data's
+    temporal: str = "lstm"  # "lstm" (the paper) or "none" (frame-level head; the service's window pools)
 
     def to_config(self) -> ModelConfig:
         from streamdetect.faces.expression import EXPRESSION_SIZE
 
-        return ModelConfig(backbone=self.backbone, input_size=self.input_size, hidden_size=self.hidden_size,
+        return ModelConfig(backbone=self.backbone, input_size=self.input_size,
+                           hidden_size=1 if self.temporal == "none" else self.hidden_size,
                            dropout=self.dropout, fusion=self.fusion,
-                           expression_size=EXPRESSION_SIZE if self.expression else 0)
+                           expression_size=EXPRESSION_SIZE if self.expression else 0,
+                           crop=self.crop, temporal=self.temporal)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class TrainConfig:
     lr: float = 1e-5
     head_lr: float | None = None  # LSTM + FC learning rate; None = lr
     weight_decay: float = 1e-3
+    optimizer: str = "adam"  # "adam" (the paper: L2 in the gradient) or "adamw" (decoupled weight decay)
     batch_size: int = 4
     seq_len: int = 20
     steps: int = 2000
@@ -57,6 +62,12 @@ class TrainConfig:
     balance: bool = True
     real_mix: dict = field(default_factory=lambda: {"video": 0.7, "image": 0.3})
     fake_mix: dict = field(default_factory=lambda: {"sbi": 0.5, "blend": 0.25, "synthesis": 0.25})
+    # Draw a fake's generator family first, then the clip: every fake family weighs the same inside its pool.
+    balance_generators: bool = True
+    # Leave-one-family-out: generator families (MediaItem.generator, e.g. "Hallo", "real-TalkingHeadBench") or
+    # source datasets (e.g. "FaceForensics++") kept out of training and validation entirely; `streamdetect
+    # evaluate --run RUN --split holdout` then scores them.
+    holdout: tuple[str, ...] = ()
     sbi: SBISection = field(default_factory=SBISection)
     augment: dict = field(default_factory=dict)  # streamdetect.training.augment.AugmentConfig fields
     val_seq_len: int = 20  # validation (model selection) reads the verdict after this many frames: the service's W
@@ -72,12 +83,14 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss not in ("all", "last"):
             raise ValueError(f"loss must be 'all' or 'last', got {self.loss!r}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.batch_size < 1 or self.seq_len < 1 or self.steps < 0:
             raise ValueError("batch_size and seq_len must be >= 1 and steps >= 0")
         for name, mix, keys in (("real_mix", self.real_mix, {"video", "image"}),
-                                ("fake_mix", self.fake_mix, {"sbi", "blend", "synthesis"})):
+                                ("fake_mix", self.fake_mix, {"sbi", "blend", "synthesis", "animation"})):
             if set(mix) - keys:
                 raise ValueError(f"{name}: unknown pools {sorted(set(mix) - keys)}; use {sorted(keys)}")
 
@@ -98,8 +111,8 @@ def _build(cls, raw: dict, where: str):
             value = _build(ModelSection, value, f"{where}.model")
         elif key == "sbi":
             value = _build(SBISection, value, f"{where}.sbi")
-        elif key == "data":
-            value = tuple([value] if isinstance(value, str) else value)
+        elif key in ("data", "holdout"):
+            value = tuple([value] if isinstance(value, str) else value or ())
         elif isinstance(value, str) and fields[key].type in ("float", "float | None", "int"):
             try:  # YAML reads 1e-4 (no decimal point) as a string
                 value = (float if fields[key].type != "int" else int)(value)

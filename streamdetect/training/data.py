@@ -35,6 +35,15 @@ class Clip:
     frames: int
     item: MediaItem
 
+    @property
+    def generator(self) -> str:
+        """The generator family (fakes) or collection (reals) leave-one-family-out holds out."""
+        return self.item.generator
+
+    def held_out_by(self, holdout) -> bool:
+        """True when `holdout` names this clip's generator family or its source dataset."""
+        return self.item.generator in holdout or self.item.source_dataset in holdout
+
     @classmethod
     def from_row(cls, row: dict) -> Clip:
         item = MediaItem(**{**{k: row[k] for k in _ITEM_FIELDS if k in row},
@@ -43,21 +52,33 @@ class Clip:
                    row["folder"], int(row["frames"]), item)
 
 
-def load_clips(folders, size: int) -> list[Clip]:
+def load_clips(folders, size: int, crop: str = "box") -> list[Clip]:
     clips = []
     for folder in folders:
         for row in read_manifest(folder):
             if size not in row.get("sizes", []):
                 raise DatasetError(f"{folder} has no {size} px crops (it has {row.get('sizes')}); "
                                    f"prepare it again with --sizes {size}")
+            have = row.get("crop", "aligned")  # folders prepared before crop styles existed are eye-levelled
+            if have != crop:
+                raise DatasetError(f"{folder} holds {have!r} crops but the model is trained on {crop!r} crops; "
+                                   f"prepare it again with --crop {crop} into a new folder, or set model.crop: {have}")
             clips.append(Clip.from_row(row))
     if not clips:
         raise DatasetError(f"no prepared items in {list(folders)}")
     return clips
 
 
-def split_clips(clips: list[Clip], val_fraction: float, seed: int) -> tuple[list[Clip], list[Clip]]:
-    """Train/validation by identity (an identity, and every video made from it, stays on one side)."""
+def split_clips(clips: list[Clip], val_fraction: float, seed: int,
+                holdout=()) -> tuple[list[Clip], list[Clip]]:
+    """Train/validation by identity (an identity, and every video made from it, stays on one side). Clips of a
+    held-out family or source dataset (`holdout`) are on neither side: they are what the run is tested on."""
+    known = {c.generator for c in clips} | {c.item.source_dataset for c in clips}
+    unknown = sorted(set(holdout) - known)
+    if unknown:
+        raise DatasetError(f"holdout names {unknown}, which no prepared item has; families and sources here: "
+                           f"{', '.join(sorted(known))}")
+    clips = [c for c in clips if not c.held_out_by(holdout)]
     by_item = {id(c.item): c for c in clips}
     train, val = split_by_identity([c.item for c in clips], val_fraction=val_fraction, seed=seed)
     return [by_item[id(i)] for i in train], [by_item[id(i)] for i in val]
@@ -126,9 +147,14 @@ class BatchSampler:
         self.pools = {
             0: {"video": [c for c in real if c.kind == "video"], "image": [c for c in real if c.kind == "image"]},
             1: {"sbi": list(real) if config.sbi.enabled else [],
-                "blend": [c for c in fake if c.family == "blend"],
-                "synthesis": [c for c in fake if c.family != "blend"]},
+                **{name: [c for c in fake if c.family == name] for name in ("blend", "synthesis", "animation")}},
         }
+        # Inside a fake pool a clip is drawn by generator family first (then uniformly within it), so a family
+        # with many clips (EchoMimic v3: 49) weighs no more than one with few: variety of generators is what
+        # generalises (DF40, TalkingHeadBench), not the count of one generator's demos. Reals stay uniform over
+        # clips: a collection of one clip (a single archival film) must not become a quarter of all reals.
+        self.by_generator = {(label, name): _group_by_generator(clips) if label == 1 else [clips]
+                             for label, pools in self.pools.items() for name, clips in pools.items() if clips}
         self.weights = {0: self._weights(self.pools[0], config.real_mix), 1: self._weights(self.pools[1], config.fake_mix)}
         if not self.weights[0]:
             raise DatasetError("the training split has no real items; training needs real faces")
@@ -146,6 +172,19 @@ class BatchSampler:
         return {("real" if label == 0 else "fake") + "/" + name: len(self.pools[label][name])
                 for label in (0, 1) for name in self.weights[label]}
 
+    def choose(self, label: int, rng: np.random.Generator) -> tuple[Clip, str]:
+        """One clip of class `label` and the pool it came from: pool by the mix weights, then (fakes, with
+        balance_generators) a generator family, then a clip."""
+        names = list(self.weights[label])
+        pool = names[rng.choice(len(names), p=[self.weights[label][n] for n in names])]
+        key = (label, pool)
+        if pool == "sbi":  # SBI sources follow the real mix too (videos and photos)
+            kinds = list(self.weights[0])
+            key = (0, kinds[rng.choice(len(kinds), p=[self.weights[0][k] for k in kinds])])
+        families = self.by_generator[key] if self.cfg.balance_generators else [self.pools[key[0]][key[1]]]
+        candidates = families[int(rng.integers(len(families)))]
+        return candidates[int(rng.integers(len(candidates)))], pool
+
     def batch(self, step: int):
         """The batch for `step`: (frames (B,T,S,S,3) uint8, expression (B,T,E) | None, labels (B,))."""
         cfg = self.cfg
@@ -154,14 +193,7 @@ class BatchSampler:
         frames, exprs, ys = [], [], []
         for i in range(cfg.batch_size):
             label = labels[i] if labels else int(rng.random() < 0.5)
-            names = list(self.weights[label])
-            pool = names[rng.choice(len(names), p=[self.weights[label][n] for n in names])]
-            candidates = self.pools[label][pool]
-            if pool == "sbi":  # SBI sources follow the real mix too (videos and photos)
-                kinds = list(self.weights[0])
-                kind = kinds[rng.choice(len(kinds), p=[self.weights[0][k] for k in kinds])]
-                candidates = self.pools[0][kind]
-            clip = candidates[int(rng.integers(len(candidates)))]
+            clip, pool = self.choose(label, rng)
             f, e, y = make_sample(self.store, clip, rng, cfg.seq_len, blend=pool == "sbi",
                                   sbi_jitter=cfg.sbi.frame_jitter, augment=self.augment,
                                   flip=bool(rng.random() < self.hflip), expression=self.expression)
@@ -170,6 +202,13 @@ class BatchSampler:
             ys.append(y)
         expr = np.stack(exprs) if self.expression else None
         return np.stack(frames), expr, np.asarray(ys, np.int64)
+
+
+def _group_by_generator(clips: list[Clip]) -> list[list[Clip]]:
+    groups: dict[str, list[Clip]] = {}
+    for c in clips:
+        groups.setdefault(c.generator, []).append(c)
+    return [groups[k] for k in sorted(groups)]
 
 
 def validation_samples(clips: list[Clip], store: ClipStore, length: int, *, sbi: bool, expression: bool,

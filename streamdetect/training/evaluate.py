@@ -146,11 +146,13 @@ def analyse(scored: list[Scored], temperature: float | None = None, threshold: f
     result["by_method"] = {}
     for g in sorted(set(groups[~real])):
         m = groups == g
+        ci = M.bootstrap_auc_ci(y[real | m], v[real | m])
         result["by_method"][g] = {"n": int(m.sum()), "auc_vs_real": _auc(y[real | m], v[real | m]),
+                                  "auc_ci95": [round(ci[0], 4), round(ci[1], 4)],
                                   "recall": round(float((v[m] >= threshold).mean()), 4),
                                   "mean_score": round(float(v[m].mean()), 4)}
     result["by_family"] = {}
-    for fam in ("blend", "synthesis"):
+    for fam in ("blend", "synthesis", "animation"):
         m = (families == fam) & world
         if m.any():
             result["by_family"][fam] = {"n": int(m.sum()), "auc_vs_real": _auc(y[real | m], v[real | m]),
@@ -222,7 +224,7 @@ def evaluate(checkpoint: str | Path, data, out: str | Path, keys: list[str] | No
     calibrate=True fits temperature and threshold here; False uses the card's. write_card: save a copy of the
     checkpoint with the fitted temperature, threshold and these metrics in its card (half: fp16 weights)."""
     model = load_checkpoint(checkpoint)  # scoring reads raw logit margins: the card's temperature is not applied
-    clips = load_clips(data, model.card.config.input_size)
+    clips = load_clips(data, model.card.config.input_size, model.card.config.crop)
     if keys is not None:
         wanted = set(keys)
         clips = [c for c in clips if c.key in wanted]

@@ -129,6 +129,24 @@ def roc_auc(labels, scores) -> float:
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) * 0.5))
 
 
+def bootstrap_auc_ci(labels, scores, reps: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the ROC AUC, resampling reals and fakes separately (each class keeps its
+    size, so every replicate has both). (nan, nan) when a class is absent."""
+    y, s = _labels_scores(labels, scores)
+    real, fake = s[y == 0], s[y == 1]
+    if not len(real) or not len(fake):
+        return _NAN, _NAN
+    rng = np.random.default_rng(seed)
+    aucs = np.empty(reps)
+    for i in range(reps):
+        r = real[rng.integers(0, len(real), len(real))]
+        f = fake[rng.integers(0, len(fake), len(fake))]
+        # Mann-Whitney form of the AUC: fraction of (fake, real) pairs ordered right, ties half.
+        aucs[i] = ((f[:, None] > r[None, :]).mean() + 0.5 * (f[:, None] == r[None, :]).mean())
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(aucs, tail)), float(np.percentile(aucs, 100 - tail))
+
+
 def equal_error_rate(labels, scores) -> tuple[float, float]:
     """Equal error rate and its threshold: where FPR (reals called fake) meets FNR (fakes called real).
 

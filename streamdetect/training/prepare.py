@@ -39,8 +39,12 @@ class PrepareConfig:
     detector: str = "full_range"
     min_face_px: int = 24  # smaller faces carry no usable detail at 112 px
     workers: int = 2
+    crop: str = "box"  # streamdetect.faces.crop.CROP_STYLES; a model trains only on data of its own crop
 
     def __post_init__(self):
+        from streamdetect.faces.crop import check_style
+
+        check_style(self.crop)
         if self.sampling not in ("first", "even"):
             raise ValueError(f"sampling must be 'first' or 'even', got {self.sampling!r}")
         bad = [s for s in self.sizes if s not in (112, 224)]
@@ -153,11 +157,11 @@ class _Preparer:
                 continue
             previous = det
             for s in cfg.sizes:
-                crops[s].append(align_crop(rgb, det, s))
+                crops[s].append(align_crop(rgb, det, s, style=cfg.crop))
             (points,), presence = self.mesh.landmarks_with_presence(rgb, [det])
             if presence[0] < 0.5:  # the mesh saw no face in the box: no landmarks rather than wrong ones
                 points = np.full_like(points, np.nan)
-            marks.append(landmarks_in_crop(points, det))
+            marks.append(landmarks_in_crop(points, det, style=cfg.crop))
             numbers.append(number)
             if len(numbers) >= cfg.frames:
                 break
@@ -170,7 +174,8 @@ class _Preparer:
             np.save(tmp / f"crops_{s}.npy", np.stack(crops[s]))
         np.save(tmp / "landmarks.npy", np.stack(marks).astype(np.float32))
         np.save(tmp / "frames.npy", np.asarray(numbers, np.int32))
-        meta = {"key": folder.name, **_item_json(item), "frames": len(numbers), "sizes": list(cfg.sizes), "sampling": cfg.sampling}
+        meta = {"key": folder.name, **_item_json(item), "frames": len(numbers), "sizes": list(cfg.sizes), "sampling": cfg.sampling,
+                "crop": cfg.crop}
         (tmp / "meta.json").write_text(json.dumps(meta))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
@@ -256,6 +261,7 @@ def prepare_dataset(root: str | Path, out: str | Path, layout: str = "auto", con
     config = config or PrepareConfig()
     root, out = Path(root), Path(out)
     items = read_dataset(root, layout, **reader_options)
+    key_root = Path(reader_options.get("media") or root.parent) if root.is_file() else root  # a manifest file
     if limit:
         items = items[:limit]
     out.mkdir(parents=True, exist_ok=True)
@@ -269,7 +275,7 @@ def prepare_dataset(root: str | Path, out: str | Path, layout: str = "auto", con
 
     report = PrepareReport(out)
     jobs = []
-    for item, key in zip(items, item_keys(items, root)):
+    for item, key in zip(items, item_keys(items, key_root)):
         folder = out / "items" / key
         if (folder / "meta.json").exists():
             report.skipped_existing += 1

@@ -41,14 +41,21 @@ _SYNTHESIS_HINTS = ("stylegan", "progan", "biggan", "diffusion", "gan-synthesis"
                     "synthesis")
 
 
-def method_family(method: str, label: int) -> str:
-    """"real", "blend" or "synthesis". Unknown fake methods count as blends, the common case for video."""
+# Categories of fakes (MediaItem.family): "blend" (a face swapped or re-rendered into a real video, with a seam),
+# "synthesis" (a whole generated face, no source video) and "animation" (a real or generated portrait animated
+# by audio or a driving video: talking heads, lip-sync, portrait animation; no seam, synthetic motion).
+CATEGORIES = ("real", "blend", "synthesis", "animation")
+
+
+def method_family(method: str, label: int, unknown: str = "blend") -> str:
+    """The category of a method. Unknown fake methods count as `unknown` (blend for the dataset layouts:
+    the common case for video)."""
     if label == 0:
         return "real"
     if method in BLEND_METHODS:
         return "blend"
     lowered = method.lower()
-    return "synthesis" if lowered == "gan" or any(h in lowered for h in _SYNTHESIS_HINTS) else "blend"
+    return "synthesis" if lowered == "gan" or any(h in lowered for h in _SYNTHESIS_HINTS) else unknown
 
 
 @dataclass(frozen=True)
@@ -63,19 +70,24 @@ class MediaItem:
     related: tuple[str, ...] = ()   # every person id involved (target and source of a swap)
     split: str | None = None        # "train" / "val" / "test" where the dataset defines one
     kind: str = "video"             # "video" or "image"
-    family: str = "real"            # "real", "blend" or "synthesis"
+    family: str = "real"            # category: "real", "blend", "synthesis" or "animation" (CATEGORIES)
+    # What leave-one-family-out holds out: the generator family of a fake (its method unless a manifest names
+    # one), the collection of a real ("real-<source dataset>" unless named).
+    generator: str = ""
 
     def __post_init__(self):
         if self.label not in (0, 1):
             raise ValueError(f"label must be 0 (real) or 1 (fake), not {self.label!r}")
         if self.kind not in ("video", "image"):
             raise ValueError(f"kind must be 'video' or 'image', not {self.kind!r}")
-        if self.family not in ("real", "blend", "synthesis") or (self.family == "real") != (self.label == 0):
+        if self.family not in CATEGORIES or (self.family == "real") != (self.label == 0):
             raise ValueError(f"family {self.family!r} does not fit label {self.label}")
         if self.split not in (None, *SPLITS):
             raise ValueError(f"split must be one of {SPLITS} or None, not {self.split!r}")
         # Frozen: normalise through object.__setattr__ so `related` can be trusted by splitters.
         object.__setattr__(self, "related", tuple(dict.fromkeys((self.identity, *self.related))))
+        if not self.generator:
+            object.__setattr__(self, "generator", self.method if self.label else f"real-{self.source_dataset}")
 
 
 def _item(path: Path, label: int, method: str, source: str, ids: Iterable[str], split: str | None = None,
@@ -430,6 +442,7 @@ LAYOUT_FILES = {
     "celebdf": "Celeb-real/, YouTube-real/, Celeb-synthesis/ and optional List_of_testing_videos.txt",
     "dfdc": "metadata.json (or the test set's labels.csv) in the folder or its subfolders",
     "folders": "real/ and fake/ (fake/<method>/ optional) holding videos or images",
+    "manifest": "a .tsv file (not a folder) with columns file, label, family, identity (see --media)",
 }
 
 
@@ -452,7 +465,14 @@ def detect_layout(root) -> str:
 
 
 def read_dataset(root, layout: str = "auto", **options) -> list[MediaItem]:
-    """List a dataset's items; `layout` is a key of LAYOUTS or "auto". Options go to the layout's reader."""
+    """List a dataset's items; `layout` is a key of LAYOUTS or "auto". Options go to the layout's reader.
+    A .tsv file instead of a folder is a manifest (streamdetect.training.manifest)."""
+    if Path(root).suffix.lower() == ".tsv" and layout in ("auto", "manifest"):
+        from streamdetect.training.manifest import read_manifest_tsv
+
+        return read_manifest_tsv(root, options.get("media"))
+    if layout == "manifest":
+        raise DatasetError(f"layout 'manifest' reads a .tsv file, not {root}; pass the manifest file itself")
     root = _require_dir(root)
     if layout == "auto":
         layout = detect_layout(root)

@@ -69,9 +69,10 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         mc = cfg.model.to_config()
-        clips = load_clips(cfg.data, mc.input_size)
+        clips = load_clips(cfg.data, mc.input_size, mc.crop)
         self.store = ClipStore(mc.input_size)
-        self.train_clips, self.val_clips = split_clips(clips, cfg.val_fraction, cfg.split_seed)
+        self.train_clips, self.val_clips = split_clips(clips, cfg.val_fraction, cfg.split_seed, cfg.holdout)
+        self.holdout_clips = [c for c in clips if c.held_out_by(cfg.holdout)]
         self.sampler = BatchSampler(self.train_clips, cfg, self.store)
         self.val = validation_samples(self.val_clips, self.store, cfg.val_seq_len, sbi=cfg.sbi.enabled,
                                       expression=cfg.model.expression)
@@ -91,7 +92,8 @@ class Trainer:
         head = [*self.model.lstm.parameters(), *self.model.head.parameters()]
         head_ids = {id(p) for p in head}
         body = [p for p in self.model.parameters() if id(p) not in head_ids]
-        self.opt = torch.optim.Adam([{"params": body, "lr": cfg.lr},
+        optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        self.opt = optimizer([{"params": body, "lr": cfg.lr},
                                      {"params": head, "lr": cfg.head_lr or cfg.lr}], weight_decay=cfg.weight_decay)
         self.base_lrs = [g["lr"] for g in self.opt.param_groups]
         self.amp = cfg.amp and self.device.type == "cuda"
@@ -122,6 +124,9 @@ class Trainer:
         (self.out / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(self.cfg.to_dict()))))
         (self.out / "split.json").write_text(json.dumps({
             "train": [c.key for c in self.train_clips], "val": [c.key for c in self.val_clips],
+            "holdout": [c.key for c in self.holdout_clips],
+            # What a held-out family is scored against: every real the run never trained on.
+            "holdout_eval": [c.key for c in self.holdout_clips] + [c.key for c in self.val_clips if c.label == 0],
             "train_pools": self.sampler.describe()}, indent=1))
 
     # -- one optimisation step -------------------------------------------------------------------------------

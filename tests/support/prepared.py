@@ -50,7 +50,7 @@ def write_item(out: Path, key: str, item: MediaItem, frames: int, rng: np.random
     meta = {"key": key, "path": str(item.path), "label": item.label, "method": item.method,
             "source_dataset": item.source_dataset, "identity": item.identity, "related": list(item.related),
             "split": item.split, "kind": item.kind, "family": item.family, "frames": frames, "sizes": [size],
-            "sampling": "first"}
+            "sampling": "first", "crop": "box", "generator": item.generator}
     (folder / "meta.json").write_text(json.dumps(meta))
 
 

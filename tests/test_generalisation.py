@@ -1,0 +1,243 @@
+"""Issue 9's training parts: the frame-level head, the crop styles, manifests (reading and fetching by sha256),
+generator-balanced batches, leave-one-family-out and the motion cues."""
+
+import functools
+import hashlib
+import http.server
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from streamdetect.engines import load_engine
+from streamdetect.errors import DatasetError
+from streamdetect.export import export_model
+from streamdetect.faces.crop import align_crop
+from streamdetect.faces.types import Box, Detection
+from streamdetect.model import load_checkpoint, save_checkpoint
+from streamdetect.model.card import ModelCard, ModelConfig
+from streamdetect.training.config import load_config
+from streamdetect.training.data import load_clips, split_clips
+from streamdetect.training.manifest import fetch_manifest, read_manifest_tsv
+from streamdetect.training.readers import read_dataset
+from streamdetect.training.train import Trainer
+from tests.conftest import small_model
+from tests.support.prepared import make_prepared
+
+TINY = {"model": {"backbone": "mobilenet_v2", "dropout": 0.0, "temporal": "none"}, "pretrained": False,
+        "lr": 1e-3, "batch_size": 8, "seq_len": 1, "val_every": 2, "checkpoint_every": 1,
+        "augment": {"h264": 0.0}, "threads": 2}
+
+
+# -- frame-level head ------------------------------------------------------------------------------------------
+
+def test_frame_level_model_exports_and_serves_like_torch(tmp_path):
+    model = small_model(hidden=1, temporal="none")
+    assert not list(model.lstm.parameters())  # no recurrent weights at all
+    export_model(model, tmp_path)  # validated against torch, state passed through
+    engine = load_engine(tmp_path, backend="onnxruntime")
+    crops = torch.randint(0, 256, (3, 112, 112, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        want = model.probabilities(model(crops[:, None]))[:, 0, 1].numpy()
+    state = None
+    for _ in range(3):  # the verdict of a frame does not depend on earlier frames
+        p, state = engine.step(engine.encode(crops.numpy()), state)
+        np.testing.assert_allclose(p, want, atol=1e-4)
+    assert state[0].shape == (3, 1) and not state[0].any()
+    assert want.std() > 1e-4
+
+
+def test_frame_level_checkpoint_round_trips(tmp_path):
+    model = small_model(hidden=1, temporal="none")
+    save_checkpoint(model, tmp_path / "m.safetensors")
+    again = load_checkpoint(tmp_path / "m.safetensors")
+    assert again.card.config.temporal == "none" and again.card.config.crop == "box"
+    x = torch.randint(0, 256, (2, 2, 112, 112, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), model.eval()(x))
+
+
+def test_cards_from_before_crop_styles_load_as_aligned():
+    raw = json.loads(ModelCard(config=ModelConfig(hidden_size=8)).to_json())
+    del raw["config"]["crop"], raw["config"]["temporal"]
+    card = ModelCard.from_json(json.dumps(raw))
+    assert (card.config.crop, card.config.temporal) == ("aligned", "lstm")
+    with pytest.raises(ValueError, match="unknown crop style 'tight'"):
+        ModelConfig(crop="tight")
+
+
+def test_box_crop_is_not_rotated_and_aligned_crop_is():
+    # A bright bar along the eye line of a face rolled by 30 degrees: "aligned" levels it, "box" keeps the roll.
+    frame = np.zeros((200, 200, 3), np.uint8)
+    angle = np.radians(30)
+    eyes = np.array([[100 - 30 * np.cos(angle), 100 - 30 * np.sin(angle)],
+                     [100 + 30 * np.cos(angle), 100 + 30 * np.sin(angle)]])
+    import cv2
+    cv2.line(frame, tuple(map(int, eyes[0])), tuple(map(int, eyes[1])), (255, 255, 255), 5)
+    det = Detection(Box(60, 60, 140, 140), 0.9, eyes.astype(np.float32))
+    rows = lambda crop: np.nonzero(crop[..., 0].max(1) > 128)[0]  # noqa: E731
+    assert np.ptp(rows(align_crop(frame, det, 112, style="aligned"))) < 12  # levelled: a thin horizontal bar
+    assert np.ptp(rows(align_crop(frame, det, 112, style="box"))) > 30  # still rolled
+
+
+# -- manifests ---------------------------------------------------------------------------------------------------
+
+def _write(path, header, rows):
+    path.write_text("\t".join(header) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+    return path
+
+
+def test_manifest_reads_families_identities_and_categories(tmp_path):
+    for name in ("a.mp4", "b.mp4", "c.mp4", "d.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    m = _write(tmp_path / "mix.tsv", ("file", "label", "family", "identity", "category"),
+               [("a.mp4", "fake", "Hallo", "p1", ""), ("b.mp4", "fake", "Deepfakes", "p2", ""),
+                ("c.mp4", "real", "my-reals", "p1", ""), ("d.jpg", "fake", "MyGAN", "p3", "synthesis")])
+    items = read_dataset(m)  # a .tsv is a manifest, whatever --layout auto finds
+    assert [(i.family, i.generator, i.kind) for i in items] == [
+        ("animation", "Hallo", "video"), ("blend", "Deepfakes", "video"), ("real", "my-reals", "video"),
+        ("synthesis", "MyGAN", "image")]
+    assert items[0].identity == items[2].identity == "p1"
+
+
+@pytest.mark.parametrize("header, rows, message", [
+    (("file", "label", "family"), [("a.mp4", "fake", "X")], "lacks the column.*identity"),
+    (("file", "label", "family", "identity"), [("a.mp4", "maybe", "X", "p")], "label 'maybe'"),
+    (("file", "label", "family", "identity"), [("a.mp4", "fake", "X", "")], "identity column is empty"),
+    (("file", "label", "family", "identity"), [("gone.mp4", "fake", "X", "p")], "missing: .*gone.mp4"),
+    (("file", "label", "family", "identity", "category"), [("a.mp4", "fake", "X", "p", "deep")], "category 'deep'"),
+])
+def test_bad_manifests_are_refused_with_the_fix(tmp_path, header, rows, message):
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    with pytest.raises(DatasetError, match=message):
+        read_manifest_tsv(_write(tmp_path / "m.tsv", header, rows))
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A real HTTP server on port 0 serving tmp_path/served (as GitHub raw would serve repo/commit/path)."""
+    served = tmp_path / "served"
+    served.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_manifest_downloads_checks_sha256_and_resumes(tmp_path, http_folder):
+    served, base = http_folder
+    blob = b"not really a video, but bytes with a hash"
+    (served / "owner" / "repo" / "abc123" / "clips").mkdir(parents=True)
+    (served / "owner" / "repo" / "abc123" / "clips" / "x.mp4").write_bytes(blob)
+    good = hashlib.sha256(blob).hexdigest()
+    header = ("file", "label", "family", "identity", "repo", "commit", "path", "sha256")
+    m = _write(tmp_path / "m.tsv", header, [("fake/x.mp4", "fake", "F", "p", "owner/repo", "abc123", "clips/x.mp4", good)])
+    out = tmp_path / "media"
+    assert fetch_manifest(m, out, base_url=base, progress=False)["downloaded"] == 1
+    assert (out / "fake" / "x.mp4").read_bytes() == blob
+    assert fetch_manifest(m, out, base_url=base, progress=False)["present"] == 1  # rerun: kept, not downloaded
+
+    bad = _write(tmp_path / "bad.tsv", header, [("fake/y.mp4", "fake", "F", "p", "owner/repo", "abc123", "clips/x.mp4", "0" * 64)])
+    with pytest.raises(DatasetError, match="sha256 mismatch"):
+        fetch_manifest(bad, out, base_url=base, progress=False)
+    assert not (out / "fake" / "y.mp4").exists() and not (out / "fake" / "y.mp4.part").exists()
+    gone = _write(tmp_path / "gone.tsv", header, [("fake/z.mp4", "fake", "F", "p", "owner/repo", "abc123", "nope.mp4", good)])
+    with pytest.raises(DatasetError, match="404"):
+        fetch_manifest(gone, out, base_url=base, progress=False)
+
+
+# -- batches and leave-one-family-out -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return make_prepared(tmp_path_factory.mktemp("prepared"), reals=6, fakes=6)
+
+
+def test_generators_are_drawn_equally_often_and_holdout_stays_out(prepared, tmp_path):
+    cfg = load_config(None, **{**TINY, "data": [str(prepared)], "out": str(tmp_path / "run"),
+                               "holdout": ["Swap"], "batch_size": 64})
+    trainer = Trainer(cfg, progress=False)
+    assert not any(c.method == "Swap" for c in trainer.train_clips + trainer.val_clips)
+    assert {c.method for c in trainer.holdout_clips} == {"Swap"}
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert set(split["holdout_eval"]) >= set(split["holdout"]) and len(split["holdout_eval"]) > len(split["holdout"])
+    frames, _, labels = trainer.sampler.batch(0)
+    assert frames.shape == (64, 1, 112, 112, 3) and labels.sum() == 32
+
+
+def test_unknown_holdout_names_what_exists(prepared):
+    clips = load_clips([prepared], 112)
+    with pytest.raises(DatasetError, match="holdout names \\['Halo'\\].*Reenact"):
+        split_clips(clips, 0.2, 0, ["Halo"])
+
+
+def test_lofo_scores_each_held_out_family_with_a_bootstrap_interval(prepared, tmp_path):
+    from streamdetect.training.lofo import run_lofo
+
+    cfg = load_config(None, **{**TINY, "data": [str(prepared)], "steps": 2, "val_fraction": 0.3})
+    results = run_lofo(cfg, {"swap": ("Swap",)}, tmp_path / "lofo", progress=False)
+    fam = results["swap"]["families"]["Swap"]
+    assert fam["n_fake"] == 3 and fam["n_real"] >= 1
+    assert fam["ci95"][0] <= fam["auc"] <= fam["ci95"][1]
+    assert "| swap | Swap | 3 |" in (tmp_path / "lofo" / "lofo.md").read_text()
+    assert (tmp_path / "lofo" / "lofo.png").stat().st_size > 1000
+
+
+def test_lofo_fold_without_unseen_fakes_is_refused(prepared, tmp_path):
+    from streamdetect.training.lofo import run_lofo
+
+    cfg = load_config(None, **{**TINY, "data": [str(prepared)], "steps": 1, "val_fraction": 0.3})
+    with pytest.raises(DatasetError, match="one class only"):
+        run_lofo(cfg, {"reals": ("real-synthetic",)}, tmp_path / "lofo", progress=False)
+
+
+def test_bootstrap_interval_brackets_the_auc_and_narrows_with_data():
+    from streamdetect.training.metrics import bootstrap_auc_ci, roc_auc
+
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (20, 400):
+        y = np.r_[np.zeros(n), np.ones(n)]
+        s = np.r_[rng.normal(0, 1, n), rng.normal(1, 1, n)]
+        lo, hi = bootstrap_auc_ci(y, s)
+        assert lo < roc_auc(y, s) < hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2
+    assert np.isnan(bootstrap_auc_ci([0, 0], [0.1, 0.2])[0])
+
+
+def test_a_big_fake_family_weighs_no_more_than_a_small_one(tmp_path):
+    from pathlib import Path
+
+    from streamdetect.training.data import BatchSampler, ClipStore
+    from streamdetect.training.prepare import write_manifest
+    from streamdetect.training.readers import MediaItem
+    from tests.support.prepared import write_item
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write_item(tmp_path, f"real_{i}", MediaItem(Path(f"r{i}.mp4"), 0, "original", "s", f"id{i}"), 2, rng)
+    for i in range(9):  # nine clips of one generator, one of another
+        method = "Big" if i < 9 - 1 else "Small"
+        item = MediaItem(Path(f"f{i}.mp4"), 1, method, "s", f"id{i % 4}", family="animation")
+        write_item(tmp_path, f"fake_{i}", item, 2, rng)
+    write_manifest(tmp_path)
+    clips = load_clips([tmp_path], 112)
+    share = {}
+    for balance in (True, False):
+        cfg = load_config(None, **{**TINY, "fake_mix": {"animation": 1.0}, "sbi": {"enabled": False},
+                                   "balance_generators": balance})
+        sampler = BatchSampler(clips, cfg, ClipStore(112))
+        rng = np.random.default_rng(0)
+        drawn = [sampler.choose(1, rng)[0].generator for _ in range(1000)]
+        share[balance] = drawn.count("Small") / len(drawn)
+    assert 0.45 < share[True] < 0.55 and share[False] < 0.2  # uniform over clips: 1 in 9
