@@ -241,3 +241,57 @@ def test_a_big_fake_family_weighs_no_more_than_a_small_one(tmp_path):
         drawn = [sampler.choose(1, rng)[0].generator for _ in range(1000)]
         share[balance] = drawn.count("Small") / len(drawn)
     assert 0.45 < share[True] < 0.55 and share[False] < 0.2  # uniform over clips: 1 in 9
+
+
+# -- serving sees what training saw -------------------------------------------------------------------------------
+
+def test_scan_scores_the_crops_prepare_made_for_training(tmp_path, detector):
+    """The bundled sample through `prepare` (training) and through `scan` (the live pipeline) with a frame-level
+    box-crop model: on the frames where the service ran its plain detector, both paths crop the same face the same
+    way, so the per-frame scores agree. (Other frames use tracker-predicted or tiled boxes a few pixels away; the
+    `jitter` augmentation trains for that.)"""
+    import shutil
+
+    from streamdetect.config import FacesConfig, ServiceConfig
+    from streamdetect.scan import scan
+    from streamdetect.service import sample_clip
+    from streamdetect.training.prepare import PrepareConfig, prepare_dataset
+
+    (tmp_path / "data" / "real").mkdir(parents=True)
+    shutil.copy(sample_clip(), tmp_path / "data" / "real" / "sample.mp4")
+    prepare_dataset(tmp_path / "data", tmp_path / "prepared", "folders",
+                    PrepareConfig(frames=60, workers=1, crop="box"), progress=False)
+    item = next((tmp_path / "prepared" / "items").iterdir())
+    crops, numbers = np.load(item / "crops_112.npy"), np.load(item / "frames.npy")
+
+    model = small_model(hidden=1, temporal="none")
+    export_model(model, tmp_path / "export")
+    engine = load_engine(tmp_path / "export", backend="onnxruntime")
+    with torch.no_grad():
+        trained = model.probabilities(model(torch.from_numpy(crops)[:, None]))[:, 0, 1].numpy()
+    result = scan(tmp_path / "data" / "real" / "sample.mp4", ServiceConfig(faces=FacesConfig(detect_every=3)),
+                  engine, detector)
+    served = {t["frame"]: t["p_fake"] for t in result["timeline"] if t["p_fake"] is not None}
+    # Detector frames (every 3rd), except the service's tiled passes (every 15th: other boxes for the same face).
+    detect_frames = [i for i, n in enumerate(numbers) if n % 3 == 0 and n % 15 and n in served]
+    assert len(detect_frames) >= 12 and trained.std() > 1e-3
+    np.testing.assert_allclose([served[numbers[i]] for i in detect_frames], trained[detect_frames], atol=2e-3)
+
+
+def test_box_jitter_moves_every_frame_of_a_clip_the_same_way():
+    from streamdetect.training.augment import AugmentConfig, augment_clip
+
+    rng = np.random.default_rng(0)
+    frame = np.zeros((112, 112, 3), np.uint8)
+    frame[40:72, 40:72] = 255
+    clip = np.stack([frame] * 4)
+    only_jitter = AugmentConfig(hflip=0, colour=0, blur=0, downscale=0, noise=0, jpeg=0, h264=0, jitter=1.0,
+                                jitter_shift=0.1)
+    out = augment_clip(clip, rng, only_jitter)
+    assert not np.array_equal(out[0], frame) and all(np.array_equal(f, out[0]) for f in out)
+    ys, xs = np.nonzero(out[0, ..., 0] > 128)
+    assert abs(xs.mean() - 55.5) <= 0.1 * 112 + 2 and abs(ys.mean() - 55.5) <= 0.1 * 112 + 2
+    # Off (the default): the same random stream, so older recipes augment exactly as before.
+    a = augment_clip(clip, np.random.default_rng(1), AugmentConfig())
+    b = augment_clip(clip, np.random.default_rng(1), AugmentConfig(jitter=0.0, jitter_shift=0.2))
+    assert np.array_equal(a, b)

@@ -1,7 +1,8 @@
-"""Package the default model: the best checkpoint of a run -> fp16 -> calibrated on its validation split ->
-streamdetect/weights/default.safetensors, with the evaluation report and plots in docs/model/.
+"""Package the default model: the last checkpoint of a run (the recipe does no model selection) -> fp16 ->
+calibrated on its validation split -> streamdetect/weights/default.safetensors, with the evaluation report and
+plots in docs/model/.
 
-    python tools/package_default.py RUN_DIR PREPARED_DIR [--name NAME]
+    python tools/package_default.py RUN_DIR PREPARED_DIR [PREPARED_DIR ...] [--name NAME]
 
 The card's threshold, temperature and metrics are measured on the fp16 weights that ship, so the card describes
 exactly the file users get.
@@ -15,27 +16,31 @@ from pathlib import Path
 from streamdetect.model import load_checkpoint, save_checkpoint
 from streamdetect.training.evaluate import evaluate
 
-TRAINING_DATA = ("../shared/data research media (not redistributed): FaceForensics++ c40 (originals, Deepfakes, "
-                 "Face2Face, FaceSwap, NeuralTextures), real talking-head clips (VoxCeleb2, GRID, LRS2, MEAD, ...), "
-                 "real photos (FFHQ, public figures), StyleGAN2 faces, plus self-blended fakes of every real item; "
-                 "validation held out by identity (see streamdetect/weights/README.md)")
+TRAINING_DATA = ("shared research media (not redistributed): FaceForensics++ c40 (originals, Deepfakes, Face2Face, "
+                 "FaceSwap, NeuralTextures), real talking-head clips (VoxCeleb2, GRID, LRS2, MEAD, ...), real photos "
+                 "(FFHQ, public figures), plus self-blended fakes of every real item; round2 talking-head mix (Hallo "
+                 "1/2/3, EMOPortraits, AniPortrait, LivePortrait, EchoMimic v1/v3, CyberHost, AniTalker, FLOAT, "
+                 "GeneFace, SyncTalk, TalkingHeadBench reals; examples/manifests/round2.tsv); StyleGAN2 photos only "
+                 "in validation; validation held out by identity (see streamdetect/weights/README.md)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
-    ap.add_argument("data")
-    ap.add_argument("--name", default="streamdetect-lite0-sbi-v1")
+    ap.add_argument("data", nargs="+")
+    ap.add_argument("--name", default="streamdetect-lite0-mix-v2")
+    ap.add_argument("--checkpoint", default="last.safetensors", help="which checkpoint of the run ships")
+    ap.add_argument("--training-data", default=TRAINING_DATA)
     ap.add_argument("--out", default="streamdetect/weights/default.safetensors")
     ap.add_argument("--report", default="docs/model")
     args = ap.parse_args()
     run = Path(args.run)
-    model = load_checkpoint(run / "best.safetensors")
-    model.card = model.card.with_updates(name=args.name, training_data=TRAINING_DATA)
+    model = load_checkpoint(run / args.checkpoint)
+    model.card = model.card.with_updates(name=args.name, training_data=args.training_data)
     val = json.loads((run / "split.json").read_text())["val"]
     with tempfile.TemporaryDirectory() as tmp:
         half = save_checkpoint(model, Path(tmp) / "half.safetensors", half=True)
-        result = evaluate(half, [args.data], args.report, keys=val, write_card=args.out, half=True)
+        result = evaluate(half, args.data, args.report, keys=val, write_card=args.out, half=True)
     print(json.dumps({k: result[k] for k in ("video", "frame", "by_family", "calibration", "threshold")}, indent=1))
 
 

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 _RANGES = ("blur_sigma", "downscale_factor", "noise_sigma", "jpeg_quality", "h264_crf")
-_PROBS = ("hflip", "colour", "blur", "downscale", "noise", "jpeg", "h264")
+_PROBS = ("hflip", "colour", "blur", "downscale", "noise", "jpeg", "h264", "jitter")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,12 @@ class AugmentConfig:
     jpeg_quality: tuple[int, int] = (30, 95)
     h264: float = 0.3
     h264_crf: tuple[int, int] = (23, 40)
+    # Box jitter: the live service crops most frames from tracker-predicted boxes, a few pixels and percent off
+    # the detector's; training crops come from fresh detections. A shift of up to `jitter_shift` of the crop and
+    # a scale change of up to `jitter_scale` (one draw per clip) teaches the model not to care. Off by default.
+    jitter: float = 0.0
+    jitter_shift: float = 0.04
+    jitter_scale: float = 0.06
 
     def __post_init__(self):
         for name in _RANGES:  # lists from JSON/YAML become tuples, so configs compare and hash
@@ -271,8 +277,17 @@ def augment_clip(frames: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
     quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
     crf = int(rng.integers(cfg.h264_crf[0], cfg.h264_crf[1] + 1))
 
+    # Drawn after everything above and only when enabled, so configs without jitter keep their random stream.
+    jitter = (rng.random(), *rng.uniform(-1, 1, 3)) if cfg.jitter > 0 else None
+
     out = frames
     t, h, w, _ = frames.shape
+    if jitter is not None and jitter[0] < cfg.jitter:
+        scale = 1 + jitter[3] * cfg.jitter_scale
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, scale)
+        m[:, 2] += (jitter[1] * cfg.jitter_shift * w, jitter[2] * cfg.jitter_shift * h)
+        out = np.stack([cv2.warpAffine(f, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+                        for f in out])
     if u[0] < cfg.hflip:
         out = np.stack([cv2.flip(f, 1) for f in out])  # ~10x faster than copying a ::-1 view
     if u[1] < cfg.colour:

@@ -24,6 +24,7 @@ from streamdetect.training import metrics as M
 from streamdetect.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
+ALL = "(all held-out fakes)"
 
 
 def load_folds(path) -> dict[str, tuple[str, ...]]:
@@ -53,16 +54,17 @@ def family_aucs(scored, window: int = 20, min_frames: int = 10) -> dict:
     if not real.any():
         raise DatasetError("the fold has no unseen reals to score its held-out fakes against; hold out a real "
                            "collection too or keep a validation split (val_fraction > 0)")
+    kinds = np.array([s.kind for s in scored])
     out = {}
-    for g in sorted(set(groups[~real])):
-        m = real | (groups == g)
+    for g in [*sorted(set(groups[~real])), ALL]:
+        fake = ~real if g == ALL else groups == g
+        # Fakes are compared with reals of their own kind (videos with videos): a photo is an easier, other
+        # question, and mixing them would measure "video or photo" as much as "real or fake".
+        same = real & np.isin(kinds, np.unique(kinds[fake]))
+        m = fake | (same if same.any() else real)
         lo, hi = M.bootstrap_auc_ci(y[m], score[m])
-        out[g] = {"n_fake": int((groups == g).sum()), "n_real": int(real.sum()),
+        out[g] = {"n_fake": int(fake.sum()), "n_real": int((m & real).sum()),
                   "auc": round(float(M.roc_auc(y[m], score[m])), 4), "ci95": [round(lo, 4), round(hi, 4)]}
-    everything = M.roc_auc(y, score)
-    out["(all held-out fakes)"] = {"n_fake": int((~real).sum()), "n_real": int(real.sum()),
-                                   "auc": round(float(everything), 4),
-                                   "ci95": [round(v, 4) for v in M.bootstrap_auc_ci(y, score)]}
     return out
 
 
