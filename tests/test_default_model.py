@@ -12,12 +12,15 @@ def test_bundled_model_is_trained_calibrated_and_small():
     path = default_model()
     assert path == default_model_path() and path.stat().st_size < 50 * 2**20
     card = read_card(path)
-    assert card.config.backbone == "efficientnet_lite0" and card.config.hidden_size == 512
-    assert "shared" in card.training_data and card.name != "untrained"
+    cfg = card.config
+    assert (cfg.backbone, cfg.crop, cfg.temporal, cfg.hidden_size) == ("efficientnet_lite0", "box", "none", 1)
+    assert "shared" in card.training_data and "round2" in card.training_data and card.name.endswith("-v2")
     assert 0 < card.threshold < 1 and card.threshold != 0.5 and card.temperature > 0
-    for level in ("frame", "video"):  # measured on the held-out identities, stored by `evaluate --write-card`
-        assert 0 <= card.metrics[level]["auc"] <= 1
-    assert set(card.metrics["by_family"]) == {"blend", "synthesis"}
+    # Measured on the held-out identities by `evaluate --write-card`: frames and the talking-head generators in
+    # validation are well above chance; StyleGAN2 photos (never trained on) are reported, not hidden.
+    assert 0.6 < card.metrics["frame"]["auc"] <= 1
+    assert card.metrics["by_family"]["animation"]["auc_vs_real"] > 0.6
+    assert "synthesis" in card.metrics["by_family"] and "StyleGAN2" in card.metrics["by_method"]
 
 
 def test_bundled_model_runs_and_keeps_its_fp16_weights_exact():

@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# Reproduce the bundled default model and its ablations (README "Model quality"), on CPU or GPU.
-#   bash tools/train_default.sh [PREPARED_DIR] [RUNS_DIR]
-# Each ablation trains ABLATION_STEPS with the same recipe (examples/train_default.yaml); the default model then
-# continues the ImageNet-pretrained run to the recipe's full length (same seed-per-step batches as one long run).
-# Package it afterwards: python tools/package_default.py RUNS_DIR/pretrained PREPARED_DIR
+# Reproduce the bundled default model (streamdetect-lite0-mix-v2) and the README's leave-one-family-out and
+# ablation tables, on CPU or GPU. Every step resumes where it stopped.
+#   bash tools/train_default.sh [PREPARED_DIR] [RUNS_DIR] [MEDIA_DIR]
+# Package afterwards: python tools/package_default.py RUNS_DIR/default PREPARED_DIR/{shared,round2,round3}
 set -euo pipefail
-DATA=${1:-prepared/shared}
+P=${1:-prepared}
 RUNS=${2:-runs}
-ABLATION_STEPS=${ABLATION_STEPS:-600}
+MEDIA=${3:-media}
 CFG=examples/train_default.yaml
-[ -f "$DATA/manifest.jsonl" ] || streamdetect prepare ../shared/data "$DATA" --layout shared --frames 120
-streamdetect train --config $CFG --data "$DATA" --out "$RUNS/pretrained" --steps "$ABLATION_STEPS"
-cp -r "$RUNS/pretrained" "$RUNS/pretrained-at-$ABLATION_STEPS"
-streamdetect train --config $CFG --data "$DATA" --out "$RUNS/scratch" --steps "$ABLATION_STEPS" --set pretrained=false
-streamdetect train --config $CFG --data "$DATA" --out "$RUNS/expression" --steps "$ABLATION_STEPS" --set model.expression=true
-streamdetect train --config $CFG --data "$DATA" --out "$RUNS/pretrained" --resume
+FOLD_STEPS=${FOLD_STEPS:-250}
+[ -f "$P/shared/manifest.jsonl" ] || streamdetect prepare ../shared/data "$P/shared" --layout shared --frames 120
+for r in round2 round3; do
+  streamdetect fetch-manifest "examples/manifests/$r.tsv" "$MEDIA/$r"
+  [ -f "$P/$r/manifest.jsonl" ] || streamdetect prepare "examples/manifests/$r.tsv" "$P/$r" --media "$MEDIA/$r" --frames 120
+done
+LOFO_DATA="$P/shared $P/round2"   # the tables were measured on shared + round2, without box jitter
+F1=$(mktemp); sed -n 4,5p examples/lofo_folds.yaml > "$F1"   # the first fold: FF++ and the audio-driven THB families
+lofo() { streamdetect lofo --config $CFG --data $LOFO_DATA --steps $FOLD_STEPS --set augment.jitter=0 "$@"; }
+lofo --folds examples/lofo_folds.yaml --out "$RUNS/lofo"                                        # the recipe
+lofo --folds examples/lofo_folds.yaml --out "$RUNS/ablate_no_animation" --set 'fake_mix={sbi: 0.5, blend: 0.5}'
+lofo --folds "$F1" --out "$RUNS/ablate_animation_balanced" \
+  --set 'fake_mix={sbi: 0.35, blend: 0.25, animation: 0.4}' --set balance_generators=true
+lofo --folds "$F1" --out "$RUNS/ablate_lstm4" --set 'fake_mix={sbi: 0.35, blend: 0.25, animation: 0.4}' \
+  --set balance_generators=true --set model.temporal=lstm --set model.hidden_size=512 --set batch_size=16 --set seq_len=4
+python tools/motion_lofo.py examples/lofo_folds.yaml $LOFO_DATA --out "$RUNS/motion_lofo"
+streamdetect train --config $CFG --data "$P/shared" "$P/round2" "$P/round3" --out "$RUNS/default" --resume
