@@ -80,6 +80,9 @@ def score_fold(run: Path, window: int = 20, progress: bool = True) -> dict:
     wanted = set(split["holdout_eval"])
     clips = [c for c in load_clips(cfg["data"], model.card.config.input_size, model.card.config.crop)
              if c.key in wanted]
+    # family_aucs compares fakes with reals of their own kind: reals of another kind need no scoring.
+    fake_kinds = {c.kind for c in clips if c.label}
+    clips = [c for c in clips if c.label or c.kind in fake_kinds]
     scored = score_clips(model, clips, window=window, sbi=False, progress=progress)
     return family_aucs(scored, window)
 
