@@ -70,12 +70,14 @@ def family_aucs(scored, window: int = 20, min_frames: int = 10) -> dict:
 
 def score_fold(run: Path, window: int = 20, progress: bool = True) -> dict:
     """Score the held-out families of a finished fold run (its last checkpoint: no selection on them)."""
+    import yaml
+
     from streamdetect.model import load_checkpoint
     from streamdetect.training.data import load_clips
     from streamdetect.training.evaluate import score_clips
 
     split = json.loads((run / "split.json").read_text())
-    cfg = json.loads(json.dumps(__import__("yaml").safe_load((run / "config.yaml").read_text())))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
     model = load_checkpoint(run / "last.safetensors")
     wanted = set(split["holdout_eval"])
     clips = [c for c in load_clips(cfg["data"], model.card.config.input_size, model.card.config.crop)

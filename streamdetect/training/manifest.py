@@ -23,8 +23,7 @@ import os
 from pathlib import Path
 
 from streamdetect.errors import DatasetError
-from streamdetect.training.readers import (BLEND_METHODS, CATEGORIES, MediaItem, _kind, _missing, _read_tsv,
-                                           method_family)
+from streamdetect.training.readers import CATEGORIES, MediaItem, _kind, _missing, _read_tsv, method_family
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +140,3 @@ def fetch_manifest(manifest, out, base_url: str = "https://raw.githubusercontent
                            f"({counts['downloaded']} downloaded, {counts['present']} already present):\n  "
                            f"{shown}{more}\nRerun to retry; files already checked are kept.")
     return counts
-
-
-__all__ = ["REQUIRED", "read_manifest_tsv", "fetch_manifest", "source_url", "sha256_of", "BLEND_METHODS"]
