@@ -162,7 +162,7 @@ def prepared(tmp_path_factory):
     return make_prepared(tmp_path_factory.mktemp("prepared"), reals=6, fakes=6)
 
 
-def test_generators_are_drawn_equally_often_and_holdout_stays_out(prepared, tmp_path):
+def test_holdout_stays_out_of_training_and_validation_and_is_scored_against_unseen_reals(prepared, tmp_path):
     cfg = load_config(None, **{**TINY, "data": [str(prepared)], "out": str(tmp_path / "run"),
                                "holdout": ["Swap"], "batch_size": 64})
     trainer = Trainer(cfg, progress=False)

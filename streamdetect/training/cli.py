@@ -25,16 +25,22 @@ def cmd_prepare(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
+def _training_config(args, **overrides):
+    """The YAML recipe + --set + the command's flags; refuses a recipe without data."""
     from streamdetect.training.config import load_config
-    from streamdetect.training.train import train
 
-    overrides = {"out": args.out, "steps": args.steps, "device": args.device, "seed": args.seed}
     if args.data:
         overrides["data"] = args.data
     cfg = load_config(args.config, args.set or [], **overrides)
     if not cfg.data:
         raise ValueError("no training data: give prepared folders with --data or `data:` in the config")
+    return cfg
+
+
+def cmd_train(args) -> int:
+    from streamdetect.training.train import train
+
+    cfg = _training_config(args, out=args.out, steps=args.steps, device=args.device, seed=args.seed)
     result = train(cfg, resume=args.resume)
     best = Path(cfg.out) / "best.safetensors"
     print(json.dumps({k: v for k, v in result.items() if k != "history"}))
@@ -44,15 +50,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_lofo(args) -> int:
-    from streamdetect.training.config import load_config
     from streamdetect.training.lofo import load_folds, run_lofo
 
-    overrides = {"steps": args.steps, "device": args.device}
-    if args.data:
-        overrides["data"] = args.data
-    cfg = load_config(args.config, args.set or [], **overrides)
-    if not cfg.data:
-        raise ValueError("no training data: give prepared folders with --data or `data:` in the config")
+    cfg = _training_config(args, steps=args.steps, device=args.device)
     run_lofo(cfg, load_folds(args.folds), args.out)
     print((Path(args.out) / "lofo.md").read_text())
     return 0

@@ -63,7 +63,8 @@ class TrainConfig:
     real_mix: dict = field(default_factory=lambda: {"video": 0.7, "image": 0.3})
     fake_mix: dict = field(default_factory=lambda: {"sbi": 0.5, "blend": 0.25, "synthesis": 0.25})
     # Draw a fake's generator family first, then the clip: every fake family weighs the same inside its pool.
-    balance_generators: bool = True
+    # Off by default: with a few demo clips per family it overfits them (README, ablations).
+    balance_generators: bool = False
     # Leave-one-family-out: generator families (MediaItem.generator, e.g. "Hallo", "real-TalkingHeadBench") or
     # source datasets (e.g. "FaceForensics++") kept out of training and validation entirely; `streamdetect
     # evaluate --run RUN --split holdout` then scores them.

@@ -69,15 +69,20 @@ def load_clips(folders, size: int, crop: str = "box") -> list[Clip]:
     return clips
 
 
-def split_clips(clips: list[Clip], val_fraction: float, seed: int,
-                holdout=()) -> tuple[list[Clip], list[Clip]]:
-    """Train/validation by identity (an identity, and every video made from it, stays on one side). Clips of a
-    held-out family or source dataset (`holdout`) are on neither side: they are what the run is tested on."""
+def check_holdout(clips: list[Clip], holdout) -> None:
+    """DatasetError listing what exists when `holdout` names a family or source no clip has (a typo)."""
     known = {c.generator for c in clips} | {c.item.source_dataset for c in clips}
     unknown = sorted(set(holdout) - known)
     if unknown:
         raise DatasetError(f"holdout names {unknown}, which no prepared item has; families and sources here: "
                            f"{', '.join(sorted(known))}")
+
+
+def split_clips(clips: list[Clip], val_fraction: float, seed: int,
+                holdout=()) -> tuple[list[Clip], list[Clip]]:
+    """Train/validation by identity (an identity, and every video made from it, stays on one side). Clips of a
+    held-out family or source dataset (`holdout`) are on neither side: they are what the run is tested on."""
+    check_holdout(clips, holdout)
     clips = [c for c in clips if not c.held_out_by(holdout)]
     by_item = {id(c.item): c for c in clips}
     train, val = split_by_identity([c.item for c in clips], val_fraction=val_fraction, seed=seed)
@@ -153,7 +158,8 @@ class BatchSampler:
         # with many clips (EchoMimic v3: 49) weighs no more than one with few: variety of generators is what
         # generalises (DF40, TalkingHeadBench), not the count of one generator's demos. Reals stay uniform over
         # clips: a collection of one clip (a single archival film) must not become a quarter of all reals.
-        self.by_generator = {(label, name): _group_by_generator(clips) if label == 1 else [clips]
+        balance = config.balance_generators
+        self.by_generator = {(label, name): _group_by_generator(clips) if label == 1 and balance else [clips]
                              for label, pools in self.pools.items() for name, clips in pools.items() if clips}
         self.weights = {0: self._weights(self.pools[0], config.real_mix), 1: self._weights(self.pools[1], config.fake_mix)}
         if not self.weights[0]:
@@ -181,7 +187,7 @@ class BatchSampler:
         if pool == "sbi":  # SBI sources follow the real mix too (videos and photos)
             kinds = list(self.weights[0])
             key = (0, kinds[rng.choice(len(kinds), p=[self.weights[0][k] for k in kinds])])
-        families = self.by_generator[key] if self.cfg.balance_generators else [self.pools[key[0]][key[1]]]
+        families = self.by_generator[key]
         candidates = families[int(rng.integers(len(families)))]
         return candidates[int(rng.integers(len(candidates)))], pool
 

@@ -24,6 +24,7 @@ from streamdetect.faces.expression import clip_features
 from streamdetect.model import load_checkpoint, save_checkpoint
 from streamdetect.training import metrics as M
 from streamdetect.training.data import Clip, load_clips
+from streamdetect.training.readers import CATEGORIES
 from streamdetect.windows import TrackWindow, step_tracks
 
 LENGTHS = (10, 20, 40, 60, 80, 100)
@@ -152,7 +153,7 @@ def analyse(scored: list[Scored], temperature: float | None = None, threshold: f
                                   "recall": round(float((v[m] >= threshold).mean()), 4),
                                   "mean_score": round(float(v[m].mean()), 4)}
     result["by_family"] = {}
-    for fam in ("blend", "synthesis", "animation"):
+    for fam in CATEGORIES[1:]:  # every category of fake
         m = (families == fam) & world
         if m.any():
             result["by_family"][fam] = {"n": int(m.sum()), "auc_vs_real": _auc(y[real | m], v[real | m]),

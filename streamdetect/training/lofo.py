@@ -91,9 +91,8 @@ def score_fold(run: Path, window: int = 20, progress: bool = True) -> dict:
 
 def run_lofo(cfg: TrainConfig, folds: dict[str, tuple[str, ...]], out, progress: bool = True) -> dict:
     """Train (resumably) and score every fold; writes lofo.json, lofo.md and lofo.png into `out`."""
-    from streamdetect.training.train import train
-
     from streamdetect.training.data import load_clips
+    from streamdetect.training.train import train
 
     clips = load_clips(cfg.data, cfg.model.input_size, cfg.model.crop)
     for name, holdout in folds.items():  # every fold checked before hours of training start
@@ -115,9 +114,9 @@ def run_lofo(cfg: TrainConfig, folds: dict[str, tuple[str, ...]], out, progress:
 
 def check_fold(clips, name: str, holdout) -> None:
     """A fold must hold out at least one fake family that exists in the data."""
-    from streamdetect.training.data import split_clips
+    from streamdetect.training.data import check_holdout
 
-    split_clips(clips, 0.0, 0, holdout)  # names every holdout entry no item has
+    check_holdout(clips, holdout)
     held = [c for c in clips if c.held_out_by(holdout)]
     if not any(c.label for c in held):
         raise DatasetError(f"fold {name!r} holds out {', '.join(holdout)}: real items only (one class only), so "
