@@ -8,9 +8,20 @@ oldest message of any type. Each client counts what it lost.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
+from typing import Callable, Protocol
 
 from streamdetect.messages import Message, Subscribe
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Sees every published message on the event loop (event store, metrics, MQTT). Must not block: a sink with
+    slow work (disk, network) hands it to its own thread. A failing sink is logged and never stops delivery."""
+
+    def __call__(self, data: dict, text: str) -> None: ...
 
 
 class ClientQueue:
@@ -48,6 +59,13 @@ class Bus:
         # Replayed to each new subscriber, so a dashboard opened late still shows the streams and recent alerts.
         self.last_status: dict[str, tuple] = {}  # stream -> latest status
         self.recent_alerts: deque = deque(maxlen=50)
+        # Where recent alerts come from for a new subscriber: the event store when there is one (they survive a
+        # restart), else the in-memory deque above. Returns (data, text) pairs, oldest first.
+        self.replay: Callable[[], list[tuple[dict, str]]] = lambda: list(self.recent_alerts)
+        self.sinks: list[Sink] = []
+
+    def add_sink(self, sink: Sink) -> None:
+        self.sinks.append(sink)
 
     def publish(self, message: Message) -> None:
         self.loop.call_soon_threadsafe(self._deliver, message.to_dict(), message.to_json())
@@ -59,10 +77,20 @@ class Bus:
             self.recent_alerts.append((data, text))
         for client in self.clients:
             client.put(data, text)
+        for sink in self.sinks:
+            try:
+                sink(data, text)
+            except Exception:
+                log.exception("message sink %r failed on a %s message", sink, data["type"])
 
     def subscribe(self, subscription: Subscribe) -> ClientQueue:
         client = ClientQueue(subscription, self.client_queue_size)
-        for data, text in [*self.last_status.values(), *self.recent_alerts]:
+        try:
+            alerts = self.replay()
+        except Exception:  # a broken store must not keep a dashboard from connecting
+            log.exception("could not read recent alerts for a new subscriber")
+            alerts = list(self.recent_alerts)
+        for data, text in [*self.last_status.values(), *alerts]:
             client.put(data, text)
         self.clients.add(client)
         return client

@@ -59,12 +59,54 @@ class ServerConfig:
     preview_width: int = 480
     upload_max_mb: float = 200.0  # dashboard uploads: larger files are refused before any byte is stored
     upload_dir: str | None = None  # where uploads are stored while scanned (default: a private temp folder)
+    metrics: bool = True  # Prometheus text format at /metrics (behind the token when one is set)
 
     def __post_init__(self):
         if self.token is not None and not self.token.strip():
             raise ValueError("server.token is empty: give a real token, or leave it out to disable auth")
         if self.preview_width < 16 or self.upload_max_mb <= 0 or self.scores_hz < 0 or self.preview_hz < 0:
             raise ValueError("server: preview_width must be >= 16, upload_max_mb > 0, scores_hz and preview_hz >= 0")
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """The event store: every suspicious/alert verdict and its track's end, with an evidence clip."""
+
+    enabled: bool = True
+    dir: str | None = None  # data folder (SQLite file, clips, thumbnails); default: $XDG_DATA_HOME/streamdetect
+    database: str | None = None  # None: SQLite in `dir`; "postgresql://..." keeps the same schema in PostgreSQL
+    clip_before_s: float = 5.0  # evidence clip: seconds before the alert ...
+    clip_after_s: float = 5.0  # ... and after it
+    clip_width: int = 640  # clips are downscaled to at most this width (decoded, annotated frames)
+    max_age_days: float = 30.0  # retention: older events are deleted with their files
+    max_disk_mb: float = 2000.0  # retention: oldest events go first when the folder grows past this
+    replay: int = 50  # recent alerts a new WebSocket subscriber receives from the store
+
+    def __post_init__(self):
+        if self.clip_before_s < 0 or self.clip_after_s < 0 or self.clip_width < 16:
+            raise ValueError("events: clip_before_s and clip_after_s must be >= 0, clip_width >= 16")
+        if self.max_age_days <= 0 or self.max_disk_mb <= 0 or self.replay < 0:
+            raise ValueError("events: max_age_days and max_disk_mb must be > 0, replay >= 0")
+        if self.database is not None and not self.database.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"events.database must be a postgresql:// URL (or left out for SQLite), got {self.database!r}")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """MQTT publishing of alerts and availability; off unless a broker host is given."""
+
+    host: str | None = None
+    port: int = 1883
+    topic_prefix: str = "streamdetect"
+    username: str | None = None
+    password: str | None = None
+    client_id: str = "streamdetect"
+
+    def __post_init__(self):
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"mqtt.port must be 1..65535, got {self.port}")
+        if not self.topic_prefix or any(c in self.topic_prefix for c in "#+"):
+            raise ValueError(f"mqtt.topic_prefix must be a plain topic without wildcards, got {self.topic_prefix!r}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +118,8 @@ class ServiceConfig:
     faces: FacesConfig = field(default_factory=FacesConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
     def __post_init__(self):
         if not 2 <= self.window <= 300:
