@@ -11,6 +11,8 @@ from streamdetect.model import ModelConfig, new_model
 def isolated_cache(tmp_path, monkeypatch):
     """Exports made on demand go to a per-test cache, never the user's."""
     monkeypatch.setenv("STREAMDETECT_CACHE", str(tmp_path / "cache"))
+    # The event store's default data folder ($XDG_DATA_HOME/streamdetect): per test, never the user's.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
 
 
 def realistic(model, seed: int = 0, batches: int = 3):

@@ -1,0 +1,1 @@
+"""Outputs of the message bus besides the WebSocket server: Prometheus metrics and MQTT."""
