@@ -41,8 +41,10 @@ def _csv(values: list[str] | None) -> frozenset[str] | None:
 
 class WebSocketServer:
     def __init__(self, bus: Bus, hello: Callable[[], str], health: Callable[[], dict], host: str = "127.0.0.1",
-                 port: int = 8765, token: str | None = None, uploads=None):
+                 port: int = 8765, token: str | None = None, uploads=None,
+                 metrics: Callable[[], tuple[bytes, str]] | None = None):
         self.bus, self.hello, self.health, self.uploads = bus, hello, health, uploads
+        self.metrics = metrics  # () -> (Prometheus text, content type)
         self.host, self.port, self.token = host, port, token
         self._server = None
 
@@ -71,6 +73,12 @@ class WebSocketServer:
             health = self.health()
             status = http.HTTPStatus.OK if health["status"] == "ok" else http.HTTPStatus.SERVICE_UNAVAILABLE
             return _reply(status, json.dumps(health).encode(), "application/json")
+        if path == "/metrics" and self.metrics is not None:
+            if not self._authorised(request):
+                return connection.respond(http.HTTPStatus.UNAUTHORIZED,
+                                          "missing or wrong token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n")
+            body, content_type = self.metrics()
+            return _reply(http.HTTPStatus.OK, body, content_type)
         if path in ("/", "/index.html") or path.startswith("/static/"):
             return _dashboard_file("index.html" if not path.startswith("/static/") else path[len("/static/"):])
         if path in ("/ws", "/upload") or path.startswith("/uploads/"):

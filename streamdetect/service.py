@@ -97,12 +97,25 @@ class Service:
         return {"status": "ok", "version": __version__, "streams": streams}
 
     async def start(self) -> int:
+        from streamdetect.outputs.metrics import Metrics
+        from streamdetect.outputs.mqtt import MqttPublisher
+
         engine, detector = load_runtime(self.config, *self._runtime)
-        bus = Bus(asyncio.get_running_loop())
+        bus = self.bus = Bus(asyncio.get_running_loop())
+        self.metrics = Metrics(bus) if self.config.server.metrics else None
+        if self.metrics is not None:
+            bus.add_sink(self.metrics)
+            engine = self.metrics.wrap_engine(engine)  # model-call duration histograms
         self.pipeline = Pipeline(self.config, engine, detector, bus.publish)
+        self.mqtt = None
+        if self.config.mqtt.host:
+            self.mqtt = MqttPublisher(self.config.mqtt, [w.name for w in self.pipeline.workers])
+            self.mqtt.start()
+            bus.add_sink(self.mqtt)
         sc = self.config.server
         self.uploads = Uploads(self.scan_upload, int(sc.upload_max_mb * 1e6), sc.upload_dir)
-        self.server = WebSocketServer(bus, self.hello, self.health, sc.host, sc.port, sc.token, self.uploads)
+        self.server = WebSocketServer(bus, self.hello, self.health, sc.host, sc.port, sc.token, self.uploads,
+                                      metrics=self.metrics.render if self.metrics is not None else None)
         self.port = await self.server.start()
         self.pipeline.start()
         return self.port
@@ -117,6 +130,8 @@ class Service:
             self.uploads.close()
         if self._upload_detector is not None:
             self._upload_detector.close()
+        if getattr(self, "mqtt", None) is not None:
+            self.mqtt.close()
 
     async def run_forever(self, on_ready=None) -> None:
         port = await self.start()
