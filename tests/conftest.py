@@ -50,15 +50,23 @@ def rng():
 # -- shared fixtures for the live-service tests -------------------------------------------------------------
 from pathlib import Path  # noqa: E402
 
-# The research clips live beside the checkout (../shared/data) or where STREAMDETECT_DATA points.
+# The research clips live beside the checkout (../shared/data) or where STREAMDETECT_DATA points. Tests that use
+# them are extra cases: every behaviour they check also runs on footage made from the bundled sample clip.
 DATA = Path(os.environ.get("STREAMDETECT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+FFPP_REAL = "videos/real/ffpp_c40_youtube_183.mp4"  # a FaceForensics++ original (c40) ...
+FFPP_FAKE = "videos/fake/ffpp_c40_Deepfakes_183_253.mp4"  # ... and a Deepfakes clip made from it
+
+
+def shared_data_absent(what) -> str:
+    """The skip message for a test that needs the shared research data (research licences: never in the repo)."""
+    return f"{what} is absent: set STREAMDETECT_DATA to the research data folder (../shared/data) to run this case"
 
 
 def shared_clip(relative: str) -> Path:
-    """A clip from ../shared/data (research licences: read in place, never copied into the repo)."""
+    """A clip from the shared research data (read in place, never copied into the repo); skips when it is absent."""
     path = DATA / relative
     if not path.is_file():
-        pytest.skip(f"{path} is absent: the shared research data is not mounted on this machine")
+        pytest.skip(shared_data_absent(path))
     return path
 
 

@@ -1,4 +1,7 @@
-"""Faces on real footage: MediaPipe detection (incl. small faces in 720p), alignment, quality flags, tracking."""
+"""Faces on real footage: MediaPipe detection (incl. small faces in 720p), alignment, quality flags, tracking.
+
+Every test runs on the bundled sample clip (a real face, always present) and, when the shared research data is
+mounted (STREAMDETECT_DATA), again on a FaceForensics++ original."""
 
 import collections
 
@@ -10,21 +13,21 @@ from streamdetect.faces.crop import align_crop, eye_angle
 from streamdetect.faces.quality import quality_flags
 from streamdetect.faces.tracker import FaceTracker
 from streamdetect.faces.types import Box, Detection
-from tests.conftest import shared_clip
+from tests.conftest import FFPP_REAL, shared_clip
+from tests.support.clips import grid_clip, sample_frame
 
 
-def first_frame(path, index=0):
+def first_frame(path):
     import av
 
     with av.open(str(path)) as c:
-        for i, frame in enumerate(c.decode(video=0)):
-            if i == index:
-                return frame.to_ndarray(format="rgb24")
+        return next(c.decode(video=0)).to_ndarray(format="rgb24")
 
 
-@pytest.fixture(scope="module")
-def face_frame():
-    return first_frame(shared_clip("videos/real/ffpp_c40_youtube_183.mp4"))
+@pytest.fixture(scope="module", params=["sample", "ffpp"])
+def face_frame(request):
+    """A 720p frame with one real face: the bundled sample's first frame (face ~210 px), or a FaceForensics++ one."""
+    return sample_frame(0) if request.param == "sample" else first_frame(shared_clip(FFPP_REAL))
 
 
 def test_detects_the_face_with_keypoints(detector, face_frame):
@@ -56,7 +59,8 @@ def test_without_tiling_small_faces_are_missed(detector, face_frame):
     big = detector.detect(face_frame)[0].box
     small = cv2.resize(face_frame, None, fx=40 / big.height, fy=40 / big.height, interpolation=cv2.INTER_AREA)
     canvas = np.full((720, 1280, 3), 100, np.uint8)
-    canvas[600 : 600 + small.shape[0], 900 : 900 + small.shape[1]] = small
+    y = min(600, 720 - small.shape[0])  # low in the frame, away from the centre
+    canvas[y : y + small.shape[0], 900 : 900 + small.shape[1]] = small
     assert detector.detect(canvas, tiled=False) == []
 
 
@@ -88,11 +92,20 @@ def test_quality_flags(face_frame, detector):
     assert "too_small" in quality_flags(crop, tiny)
 
 
-def test_tracking_keeps_ids_on_the_multi_face_clip(detector):
-    """Real footage with several people: the main faces keep one id each over long stretches."""
+@pytest.fixture(scope="module", params=["grid", "hamilton"])
+def multi_face_clip(request, tmp_path_factory):
+    """(clip, faces expected at once, frames the lead face keeps its id, frames the next two keep theirs)."""
+    if request.param == "grid":  # four real faces at once, each moving on its own (2x2 panels of the sample)
+        return grid_clip(tmp_path_factory.mktemp("grid") / "grid.mp4", faces=4, frames=90), 4, 85, 85
+    # real footage with several people walking in and out
+    return shared_clip("videos/real/facerec_short_hamilton_clip.mp4"), 3, 150, 40
+
+
+def test_tracking_keeps_ids_on_a_multi_face_clip(detector, multi_face_clip):
+    """Several real faces: the main faces keep one id each over long stretches."""
     import av
 
-    path = shared_clip("videos/real/facerec_short_hamilton_clip.mp4")
+    path, faces, lead, others = multi_face_clip
     tracker = FaceTracker(max_missed=5)
     lengths = collections.Counter()
     max_faces = 0
@@ -102,7 +115,7 @@ def test_tracking_keeps_ids_on_the_multi_face_clip(detector):
             max_faces = max(max_faces, len(update.active))
             for t in update.active:
                 lengths[t.track_id] += t.missed == 0
-    assert max_faces >= 3
-    longest = lengths.most_common(3)
-    assert longest[0][1] >= 150, f"the lead face changed id: {longest}"
-    assert longest[1][1] >= 40 and longest[2][1] >= 40
+    assert max_faces >= faces
+    longest = lengths.most_common(faces)
+    assert longest[0][1] >= lead, f"the lead face changed id: {longest}"
+    assert all(n >= others for _, n in longest[1:]), longest
