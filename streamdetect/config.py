@@ -81,12 +81,13 @@ class EventsConfig:
     max_age_days: float = 30.0  # retention: older events are deleted with their files
     max_disk_mb: float = 2000.0  # retention: oldest events go first when the folder grows past this
     replay: int = 50  # recent alerts a new WebSocket subscriber receives from the store
+    retention_every_s: float = 60.0  # how often retention runs while the service runs
 
     def __post_init__(self):
         if self.clip_before_s < 0 or self.clip_after_s < 0 or self.clip_width < 16:
             raise ValueError("events: clip_before_s and clip_after_s must be >= 0, clip_width >= 16")
-        if self.max_age_days <= 0 or self.max_disk_mb <= 0 or self.replay < 0:
-            raise ValueError("events: max_age_days and max_disk_mb must be > 0, replay >= 0")
+        if self.max_age_days <= 0 or self.max_disk_mb <= 0 or self.replay < 0 or self.retention_every_s <= 0:
+            raise ValueError("events: max_age_days, max_disk_mb and retention_every_s must be > 0, replay >= 0")
         if self.database is not None and not self.database.startswith(("postgresql://", "postgres://")):
             raise ValueError(f"events.database must be a postgresql:// URL (or left out for SQLite), got {self.database!r}")
 

@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Response
 
 from streamdetect.bus import Bus
+from streamdetect.events import api as events_api
 from streamdetect.messages import MESSAGE_TYPES, Error, Subscribe
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,9 @@ def _csv(values: list[str] | None) -> frozenset[str] | None:
 class WebSocketServer:
     def __init__(self, bus: Bus, hello: Callable[[], str], health: Callable[[], dict], host: str = "127.0.0.1",
                  port: int = 8765, token: str | None = None, uploads=None,
-                 metrics: Callable[[], tuple[bytes, str]] | None = None):
+                 metrics: Callable[[], tuple[bytes, str]] | None = None, events=None):
         self.bus, self.hello, self.health, self.uploads = bus, hello, health, uploads
+        self.events = events  # the event recorder behind /api/events (None: store disabled)
         self.metrics = metrics  # () -> (Prometheus text, content type)
         self.host, self.port, self.token = host, port, token
         self._server = None
@@ -79,6 +81,19 @@ class WebSocketServer:
                                           "missing or wrong token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n")
             body, content_type = self.metrics()
             return _reply(http.HTTPStatus.OK, body, content_type)
+        if path.startswith("/api/"):
+            if not _same_origin(request):
+                return connection.respond(http.HTTPStatus.FORBIDDEN, "cross-origin request refused\n")
+            if not self._authorised(request):
+                return connection.respond(http.HTTPStatus.UNAUTHORIZED,
+                                          "missing or wrong token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n")
+            status, body, content_type = await events_api.handle(self.events, request.method, path,
+                                                                 urlsplit(request.path).query)
+            return _reply(status, body, content_type)
+        if request.method != "GET":
+            return connection.respond(http.HTTPStatus.METHOD_NOT_ALLOWED, f"{request.method} is only allowed on /api/events/ID\n")
+        if path == "/favicon.ico":
+            return _dashboard_file("favicon.svg", "image/svg+xml")
         if path in ("/", "/index.html") or path.startswith("/static/"):
             return _dashboard_file("index.html" if not path.startswith("/static/") else path[len("/static/"):])
         if path in ("/ws", "/upload") or path.startswith("/uploads/"):
@@ -149,10 +164,10 @@ def _reply(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
     return Response(status.value, status.phrase, headers, body)
 
 
-def _dashboard_file(name: str) -> Response:
+def _dashboard_file(name: str, content_type: str | None = None) -> Response:
     """A file of the bundled dashboard; names are checked so no path can leave that folder."""
     resource = files("streamdetect.dashboard") / name
     if not _STATIC_NAME.match(name) or name.endswith(".py") or not resource.is_file():
         return _reply(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
-    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
     return _reply(http.HTTPStatus.OK, resource.read_bytes(), content_type)

@@ -10,7 +10,7 @@ from pathlib import Path
 from streamdetect import __version__
 from streamdetect.bus import Bus
 from streamdetect.config import ServiceConfig, SourceConfig
-from streamdetect.messages import Hello
+from streamdetect.messages import Error, Hello
 from streamdetect.pipeline import Pipeline
 from streamdetect.server import WebSocketServer
 from streamdetect.uploads import Uploads
@@ -106,7 +106,16 @@ class Service:
         if self.metrics is not None:
             bus.add_sink(self.metrics)
             engine = self.metrics.wrap_engine(engine)  # model-call duration histograms
-        self.pipeline = Pipeline(self.config, engine, detector, bus.publish)
+        self.events = None
+        if self.config.events.enabled:
+            from streamdetect.events.recorder import EventRecorder
+
+            self.events = await asyncio.to_thread(EventRecorder, self.config.events,
+                                                  lambda text: bus.publish(Error(text)))
+            bus.add_sink(self.events)
+            bus.replay = self.events.replay  # late subscribers get recent alerts from the store
+        on_frame = (lambda frame, faces: self.events.on_frame(frame.stream, frame.rgb, faces)) if self.events else None
+        self.pipeline = Pipeline(self.config, engine, detector, bus.publish, on_frame=on_frame)
         self.mqtt = None
         if self.config.mqtt.host:
             self.mqtt = MqttPublisher(self.config.mqtt, [w.name for w in self.pipeline.workers])
@@ -115,7 +124,8 @@ class Service:
         sc = self.config.server
         self.uploads = Uploads(self.scan_upload, int(sc.upload_max_mb * 1e6), sc.upload_dir)
         self.server = WebSocketServer(bus, self.hello, self.health, sc.host, sc.port, sc.token, self.uploads,
-                                      metrics=self.metrics.render if self.metrics is not None else None)
+                                      metrics=self.metrics.render if self.metrics is not None else None,
+                                      events=self.events)
         self.port = await self.server.start()
         self.pipeline.start()
         return self.port
@@ -130,6 +140,8 @@ class Service:
             self.uploads.close()
         if self._upload_detector is not None:
             self._upload_detector.close()
+        if getattr(self, "events", None) is not None:
+            await asyncio.to_thread(self.events.close)  # everything queued is written before we exit
         if getattr(self, "mqtt", None) is not None:
             self.mqtt.close()
 

@@ -1,0 +1,1 @@
+"""The event store: events, verdict changes, thumbnails and evidence clips that survive restarts."""

@@ -1,0 +1,248 @@
+"""The event store end to end: a real service records events and clips in SQLite, serves them over HTTP, replays
+alerts after a restart, enforces retention while running, survives kill -9, and keeps events when clips fail."""
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import av
+import pytest
+from websockets.asyncio.client import connect
+
+from streamdetect.config import EventsConfig, ServerConfig, ServiceConfig, SourceConfig
+from streamdetect.events.recorder import EventRecorder
+from streamdetect.scoring import ScoringConfig
+from streamdetect.service import Service, sample_clip
+
+ALERT_ALWAYS = ScoringConfig(alert=0.0, min_frames=3, min_dwell=1)  # every face alerts: tests the recording path
+
+
+def config(folder: Path, token: str | None = "t0k", **events) -> ServiceConfig:
+    source = SourceConfig(str(sample_clip()), "cam", realtime=True, loop=True)
+    return ServiceConfig(sources=(source,), window=10, scoring=ALERT_ALWAYS,
+                         server=ServerConfig(port=0, token=token, preview_hz=0),
+                         events=EventsConfig(dir=str(folder), clip_before_s=1.0, clip_after_s=1.0, **events))
+
+
+def api(port: int, path: str, token: str | None = "t0k", method: str = "GET"):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        body = reply.read()
+        return json.loads(body) if reply.headers["Content-Type"] == "application/json" else body
+
+
+def status_of(port: int, path: str, **kw) -> int:
+    try:
+        api(port, path, **kw)
+        return 200
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def call(fn, *args, **kwargs):
+    """Blocking HTTP from a test coroutine: in a worker thread, since the service shares this event loop."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def wait_for(predicate, timeout: float = 60.0, every: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await asyncio.to_thread(predicate)
+        if value:
+            return value
+        await asyncio.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def test_events_clips_and_http_api(engine, detector, tmp_path):
+    async def scenario():
+        service = Service(config(tmp_path / "data"), engine, detector)
+        port = await service.start()
+        try:
+            def complete_event():
+                events = api(port, "/api/events?verdict=alert")["events"]
+                return next((e for e in events if e["clip_state"] == "complete"), None)
+
+            event = await wait_for(complete_event)
+            assert event["stream"] == "cam" and event["verdict"] == "alert" and event["has_thumbnail"]
+            full = await call(api, port, f"/api/events/{event['id']}")
+            assert [c["verdict"] for c in full["changes"]][-1] == "alert"
+            assert len(full["timeline"]) >= 1 and all(0 <= c <= 1 for _, c in full["timeline"])
+
+            clip = tmp_path / "clip.mp4"
+            clip.write_bytes(await call(api, port, f"/api/events/{event['id']}/clip.mp4"))
+            with av.open(str(clip)) as c:
+                stream = c.streams.video[0]
+                assert stream.codec_context.name == "h264"
+                frames = list(c.decode(video=0))
+            span = float(frames[-1].pts * stream.time_base)
+            assert len(frames) >= 5 and 0.5 <= span <= 2.5  # 1 s before + 1 s after the alert, at the processed rate
+            assert (await call(api, port, f"/api/events/{event['id']}/thumbnail.jpg"))[:3] == b"\xff\xd8\xff"  # a JPEG
+
+            # filters and pagination
+            assert (await call(api, port, "/api/events?stream=elsewhere"))["total"] == 0
+            assert (await call(api, port, "/api/events?min_confidence=1.01"))["total"] == 0
+            page = await call(api, port, "/api/events?limit=1")
+            assert len(page["events"]) == 1 and (page["next_offset"] == 1) == (page["total"] > 1)
+            assert (await call(api, port, f"/api/events?since={event['started']}&until={event['started'] + 0.001}"))["events"][0]["id"] == event["id"]
+            # bad input names the problem; no token, no events
+            with pytest.raises(urllib.error.HTTPError) as bad:
+                await call(api, port, "/api/events?limit=lots")
+            assert bad.value.code == 400 and "limit must be a whole number" in json.loads(bad.value.read())["error"]
+            assert await call(status_of, port, "/api/events", token=None) == 401
+            assert await call(status_of, port, "/api/events/999999") == 404
+
+            # delete: the row and its clip file go
+            clip_file = tmp_path / "data" / "clips" / f"{event['id']}.mp4"
+            assert clip_file.is_file()
+            assert await call(api, port, f"/api/events/{event['id']}", method="DELETE") == {"deleted": event["id"]}
+            assert await call(status_of, port, f"/api/events/{event['id']}") == 404 and not clip_file.exists()
+            assert await call(status_of, port, "/favicon.ico", token=None) == 200
+        finally:
+            await service.stop()
+
+    asyncio.run(scenario())
+
+
+def test_restart_replays_alerts_from_the_store(engine, detector, tmp_path):
+    folder = tmp_path / "data"
+
+    async def scenario():
+        first = Service(config(folder, token=None), engine, detector)
+        await first.start()
+        await wait_for(lambda: first.events.store.recent_alerts(10))
+        await asyncio.to_thread(first.events.flush)
+        recorded = [d for d, _ in first.events.store.recent_alerts(50)]
+        await first.stop()
+
+        # Restarted with no faces to see: whatever a new subscriber gets as alerts came from the store.
+        second = Service(ServiceConfig(sources=(SourceConfig(str(sample_clip()), "cam"),), window=10,
+                                       server=ServerConfig(port=0), events=EventsConfig(dir=str(folder))),
+                         engine, detector)
+        port = await second.start()
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/ws?types=alert") as ws:
+                await ws.recv()  # hello
+                replayed = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in recorded]
+            assert [(m["track"], m["verdict"], m["ts"]) for m in replayed] == \
+                   [(m["track"], m["verdict"], m["ts"]) for m in recorded]
+        finally:
+            await second.stop()
+
+    asyncio.run(scenario())
+
+
+def test_retention_runs_while_serving(engine, detector, tmp_path):
+    async def scenario():
+        # A disk budget smaller than one clip: every finished clip is removed by the next retention pass.
+        service = Service(config(tmp_path / "data", token=None, max_disk_mb=0.001, retention_every_s=0.5),
+                          engine, detector)
+        await service.start()
+        store = service.events.store
+        try:
+            seen = set()
+
+            def a_clip_came_and_went():
+                rows = store._rows("SELECT id, clip_state FROM events")
+                seen.update(r["id"] for r in rows if r["clip_state"] == "complete")
+                return seen and not seen & {r["id"] for r in rows}
+
+            await wait_for(a_clip_came_and_went, timeout=90)
+            assert not any((tmp_path / "data" / "clips" / f"{i}.mp4").exists() for i in seen)
+        finally:
+            await service.stop()
+
+    asyncio.run(scenario())
+
+
+def test_age_retention_removes_old_events_with_their_files(tmp_path):
+    recorder = EventRecorder(EventsConfig(dir=str(tmp_path), max_age_days=1))
+    try:
+        old = recorder.store.record_track("cam", 1, time.time() - 3 * 86400, time.time() - 2 * 86400, "clear", 0.1, 30)
+        new = recorder.store.record_track("cam", 2, time.time() - 60, time.time() - 30, "clear", 0.1, 30)
+        clip = tmp_path / "clips" / f"{old}.mp4"
+        clip.parent.mkdir(exist_ok=True)
+        clip.write_bytes(b"x" * 1000)
+        recorder.store.update_event(old, clip_state="complete", clip_path=str(clip), clip_bytes=1000)
+        assert recorder.enforce_retention() == 1
+        assert recorder.store.get(old) is None and recorder.store.get(new) is not None and not clip.exists()
+    finally:
+        recorder.close()
+
+
+def test_a_failed_clip_write_keeps_the_event_and_reports_it(engine, detector, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "clips").write_text("a file where the clips folder should be")  # every clip write fails (ENOTDIR)
+
+    async def scenario():
+        service = Service(config(folder, token=None), engine, detector)
+        port = await service.start()
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/ws?types=error") as ws:
+                await ws.recv()  # hello
+                error = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            assert "evidence clip not written" in error["message"]
+            events = (await call(api, port, "/api/events?verdict=alert", token=None))["events"]
+            failed = [e for e in events if e["clip_state"] == "failed"]
+            assert failed and "clip not written" in failed[0]["error"]
+            assert await call(status_of, port, f"/api/events/{failed[0]['id']}/clip.mp4", token=None) == 404
+            assert service.pipeline.running  # the service kept going
+        finally:
+            await service.stop()
+
+    asyncio.run(scenario())
+
+
+def test_store_survives_kill_9_mid_recording(tmp_path):
+    folder = tmp_path / "data"
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(json.dumps({  # YAML is a superset of JSON
+        "sources": [{"url": str(sample_clip()), "name": "cam", "realtime": True, "loop": True}],
+        "scoring": {"alert": 0.0, "min_frames": 3, "min_dwell": 1},
+        "server": {"port": 0},
+        "events": {"dir": str(folder), "clip_before_s": 1.0, "clip_after_s": 30.0},  # clips stay pending
+    }))
+    proc = subprocess.Popen([sys.executable, "-m", "streamdetect", "serve", "--config", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        pending = []
+        while time.monotonic() < deadline and not pending:
+            time.sleep(0.5)
+            assert proc.poll() is None, "the service exited early"
+            if (folder / "events.db").exists():
+                try:
+                    with sqlite3.connect(folder / "events.db", timeout=5) as db:
+                        pending = db.execute("SELECT id FROM events WHERE clip_state = 'pending'").fetchall()
+                except sqlite3.OperationalError:  # the schema is still being created
+                    pass
+        assert pending, "no event was recorded in time"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
+    with sqlite3.connect(folder / "events.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    recorder = EventRecorder(EventsConfig(dir=str(folder)))  # what the next start does
+    try:
+        events, total = recorder.store.list(__import__("streamdetect.events.store", fromlist=["EventFilter"]).EventFilter(limit=500))
+        assert total >= 1
+        assert all(e["clip_state"] in ("complete", "incomplete", "none") for e in events)
+        assert all(e["ended"] is not None for e in events)
+        assert not list((folder / "clips").glob("*.part"))
+    finally:
+        recorder.close()
