@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import time
+import typing
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.resources import files
@@ -29,6 +30,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from streamdetect import messages
 from streamdetect.errors import StreamDetectError
 from streamdetect.sources.pyav import Backoff
 
@@ -57,100 +59,45 @@ class Event:
     raw: dict = field(default_factory=dict, repr=False, compare=False, kw_only=True)  # the message as received
 
 
-@dataclass(frozen=True)
-class HelloEvent(Event):
-    type: ClassVar[str] = "hello"
-    server: str
-    streams: tuple[str, ...]
-    model: dict
-    ts: float
+def _event_field(hint, events: dict) -> tuple[object, type | None]:
+    """A message field's type -> the event field's type (lists become tuples, nested messages their events)
+    and, for a list of nested messages, the event class its items become."""
+    if typing.get_origin(hint) is list:
+        item = typing.get_args(hint)[0]
+        item_event = events.get(item)
+        return tuple[item_event or item, ...], item_event
+    return hint, None
 
 
-@dataclass(frozen=True)
-class FaceEvent:
-    track: int
-    box: tuple[float, ...]
-    p_fake: float | None
-    confidence: float | None
-    verdict: str
-    frames: int
-    flags: tuple[str, ...]
+def _event_class(message: type, name: str, base: type | None = Event, events: dict | None = None, doc: str = "",
+                 **methods) -> type:
+    """The client's frozen event dataclass for one of streamdetect.messages' dataclasses: the same fields in the
+    same order, all required (the schema requires every one), so the two cannot drift apart."""
+    events = events or {}
+    hints = typing.get_type_hints(message)
+    fields = []
+    for f in dataclasses.fields(message):
+        kind, item = _event_field(hints[f.name], events)
+        fields.append((f.name, kind, field(metadata={"item": item} if item else {})))
+    namespace = {"__module__": __name__, "__doc__": doc or f"A {message.__name__} message "
+                 f"(streamdetect.messages.{message.__name__}) as the client receives it.", **methods}
+    if base is not None:
+        namespace["type"] = message.type
+    return dataclasses.make_dataclass(name, fields, bases=(base,) if base else (), frozen=True, namespace=namespace)
 
 
-@dataclass(frozen=True)
-class ScoresEvent(Event):
-    type: ClassVar[str] = "scores"
-    stream: str
-    frame: int
-    pts: float | None
-    latency_ms: float
-    faces: tuple[FaceEvent, ...]
-    ts: float
-
-
-@dataclass(frozen=True)
-class AlertEvent(Event):
-    type: ClassVar[str] = "alert"
-    stream: str
-    track: int
-    verdict: str
-    previous: str
-    confidence: float
-    box: tuple[float, ...]
-    pts: float | None
-    thumbnail: str | None
-    ts: float
-
-    def thumbnail_jpeg(self) -> bytes | None:
-        return base64.b64decode(self.thumbnail) if self.thumbnail else None
-
-
-@dataclass(frozen=True)
-class StatusEvent(Event):
-    type: ClassVar[str] = "status"
-    stream: str
-    state: str
-    input_fps: float
-    processed_fps: float
-    latency_ms: dict | None  # {"p50": …, "p95": …}
-    dropped_frames: int
-    corrupt_packets: int
-    faces: int
-    detail: str
-    ts: float
-
-    @property
-    def latency_p95(self) -> float | None:
-        return self.latency_ms["p95"] if self.latency_ms else None
-
-
-@dataclass(frozen=True)
-class TrackEndEvent(Event):
-    type: ClassVar[str] = "track_end"
-    stream: str
-    track: int
-    frames: int
-    confidence: float | None
-    verdict: str
-    ts: float
-
-
-@dataclass(frozen=True)
-class PreviewEvent(Event):
-    type: ClassVar[str] = "preview"
-    stream: str
-    frame: int
-    width: int
-    height: int
-    jpeg: str  # base64
-    ts: float
-
-
-@dataclass(frozen=True)
-class ErrorEvent(Event):
-    type: ClassVar[str] = "error"
-    message: str
-    ts: float
+FaceEvent = _event_class(messages.FaceScore, "FaceEvent", base=None, doc="One face of a ScoresEvent.")
+HelloEvent = _event_class(messages.Hello, "HelloEvent")
+ScoresEvent = _event_class(messages.Scores, "ScoresEvent", events={messages.FaceScore: FaceEvent})
+AlertEvent = _event_class(
+    messages.Alert, "AlertEvent",
+    thumbnail_jpeg=lambda self: base64.b64decode(self.thumbnail) if self.thumbnail else None)
+StatusEvent = _event_class(
+    messages.Status, "StatusEvent",
+    latency_p95=property(lambda self: self.latency_ms["p95"] if self.latency_ms else None))
+TrackEndEvent = _event_class(messages.TrackEnd, "TrackEndEvent")
+PreviewEvent = _event_class(messages.Preview, "PreviewEvent")
+ErrorEvent = _event_class(messages.Error, "ErrorEvent")
 
 
 @dataclass(frozen=True)
@@ -175,6 +122,9 @@ class ConnectionEvent(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {c.type: c for c in (
     HelloEvent, ScoresEvent, AlertEvent, StatusEvent, TrackEndEvent, PreviewEvent, ErrorEvent)}
+if set(EVENT_TYPES) != set(messages.MESSAGE_TYPES):  # a message type added without its event
+    raise ImportError(f"streamdetect.client has events for {sorted(EVENT_TYPES)}, the service sends "
+                      f"{sorted(messages.MESSAGE_TYPES)}")
 
 
 # -- validation and parsing -------------------------------------------------------------------------------------
@@ -226,8 +176,8 @@ def _build(cls, data: dict, **extra):
         if f.name == "raw" or f.name not in data:
             continue
         value = data[f.name]
-        if cls is ScoresEvent and f.name == "faces":
-            value = tuple(_build(FaceEvent, face) for face in value)
+        if f.metadata.get("item"):  # a list of nested messages (a ScoresEvent's faces)
+            value = tuple(_build(f.metadata["item"], item) for item in value)
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[f.name] = value

@@ -10,9 +10,13 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar, Iterable
 
 SCHEMA_VERSION = 1
-MESSAGE_TYPES = ("hello", "scores", "alert", "status", "track_end", "preview", "error")
+MAX_CLIENT_MESSAGE_BYTES = 64 * 1024  # a subscription is a few names: anything larger is refused unread
+
+# type -> Message subclass, filled as the subclasses below are defined (the one list of message types)
+MESSAGE_CLASSES: dict[str, type[Message]] = {}
 
 
 def _now() -> float:
@@ -32,6 +36,18 @@ class FaceScore:
 
 @dataclass(frozen=True)
 class Message:
+    """Base of every server -> client message; a subclass with a `type` registers itself in MESSAGE_CLASSES."""
+
+    type: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("type")
+        if kind:
+            if kind in MESSAGE_CLASSES:
+                raise TypeError(f"message type {kind!r} is defined twice ({MESSAGE_CLASSES[kind].__name__}, {cls.__name__})")
+            MESSAGE_CLASSES[kind] = cls
+
     def to_dict(self) -> dict:
         return {"v": SCHEMA_VERSION, "type": self.type, **dataclasses.asdict(self)}
 
@@ -41,7 +57,7 @@ class Message:
 
 @dataclass(frozen=True)
 class Hello(Message):
-    type = "hello"
+    type: ClassVar[str] = "hello"
     server: str
     streams: list[str]
     model: dict
@@ -50,7 +66,7 @@ class Hello(Message):
 
 @dataclass(frozen=True)
 class Scores(Message):
-    type = "scores"
+    type: ClassVar[str] = "scores"
     stream: str
     frame: int
     pts: float | None
@@ -61,7 +77,7 @@ class Scores(Message):
 
 @dataclass(frozen=True)
 class Alert(Message):
-    type = "alert"
+    type: ClassVar[str] = "alert"
     stream: str
     track: int
     verdict: str
@@ -75,7 +91,7 @@ class Alert(Message):
 
 @dataclass(frozen=True)
 class Status(Message):
-    type = "status"
+    type: ClassVar[str] = "status"
     stream: str
     state: str  # connecting | online | reconnecting | offline | ended
     input_fps: float
@@ -90,7 +106,7 @@ class Status(Message):
 
 @dataclass(frozen=True)
 class TrackEnd(Message):
-    type = "track_end"
+    type: ClassVar[str] = "track_end"
     stream: str
     track: int
     frames: int
@@ -101,7 +117,7 @@ class TrackEnd(Message):
 
 @dataclass(frozen=True)
 class Preview(Message):
-    type = "preview"
+    type: ClassVar[str] = "preview"
     stream: str
     frame: int
     width: int
@@ -112,38 +128,62 @@ class Preview(Message):
 
 @dataclass(frozen=True)
 class Error(Message):
-    type = "error"
+    type: ClassVar[str] = "error"
     message: str
     ts: float = field(default_factory=_now)
 
 
+MESSAGE_TYPES: tuple[str, ...] = tuple(MESSAGE_CLASSES)  # ("hello", "scores", "alert", ...), in definition order
+
+
+def _names(values: Iterable[str] | None, key: str) -> frozenset[str] | None:
+    if values is None:
+        return None
+    if isinstance(values, str) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"'{key}' must be a list of strings or null")
+    return frozenset(values)
+
+
 @dataclass(frozen=True)
 class Subscribe:
-    """Client -> server: {"type": "subscribe", "streams": [...] | null, "types": [...] | null} (null = all)."""
+    """Client -> server: {"type": "subscribe", "streams": [...] | null, "types": [...] | null} (null = all).
+
+    The one place a subscription filter is checked: constructing one (from a URL's query, or `parse` from a
+    client's message) raises ValueError for a type that is not in MESSAGE_TYPES or a filter that is not a
+    collection of strings. Any iterable of names is accepted and kept as a frozenset.
+    """
 
     streams: frozenset[str] | None = None
     types: frozenset[str] | None = None
 
+    def __post_init__(self):
+        object.__setattr__(self, "streams", _names(self.streams, "streams"))
+        object.__setattr__(self, "types", _names(self.types, "types"))
+        if self.types and not self.types <= set(MESSAGE_TYPES):
+            raise ValueError(f"unknown message types {sorted(self.types - set(MESSAGE_TYPES))}; known: {list(MESSAGE_TYPES)}")
+
     @classmethod
     def parse(cls, text: str | bytes) -> Subscribe:
+        """A client's subscribe message -> Subscribe; ValueError (saying why) for anything else."""
+        size = len(text) if isinstance(text, (bytes, bytearray)) else len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_CLIENT_MESSAGE_BYTES:
+            raise ValueError(f"message of {size} bytes is too large; a subscription is at most "
+                             f"{MAX_CLIENT_MESSAGE_BYTES} bytes")
         try:
             raw = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"not JSON: {exc}") from exc
+        except RecursionError:
+            raise ValueError("not a subscription: JSON nested too deeply") from None
         if not isinstance(raw, dict) or raw.get("type") != "subscribe":
             raise ValueError('expected {"type": "subscribe", "streams": [...], "types": [...]}')
         unknown = set(raw) - {"type", "streams", "types"}
         if unknown:
             raise ValueError(f"unknown fields {sorted(unknown)}")
-        out = {}
         for key in ("streams", "types"):
-            value = raw.get(key)
-            if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            if raw.get(key) is not None and not isinstance(raw[key], list):
                 raise ValueError(f"'{key}' must be a list of strings or null")
-            out[key] = frozenset(value) if value is not None else None
-        if out["types"] and not out["types"] <= set(MESSAGE_TYPES):
-            raise ValueError(f"unknown message types {sorted(out['types'] - set(MESSAGE_TYPES))}; known: {MESSAGE_TYPES}")
-        return cls(**out)
+        return cls(raw.get("streams"), raw.get("types"))
 
     def wants(self, message: dict) -> bool:
         if self.types is not None and message["type"] not in self.types:
