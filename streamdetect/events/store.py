@@ -247,8 +247,9 @@ def open_store(folder: Path, database: str | None = None) -> EventStore:
                                "pip install 'streamdetect[postgres]'") from exc
         store = EventStore.__new__(EventStore)
         store.placeholder = "%s"
-        EventStore.__init__(store, psycopg.connect(database), {"id": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA",
-                                                               "real": "DOUBLE PRECISION"})
+        # autocommit: reads never hold a transaction open between API calls
+        EventStore.__init__(store, psycopg.connect(database, autocommit=True),
+                            {"id": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA", "real": "DOUBLE PRECISION"})
         return store
     folder.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(folder / "events.db", check_same_thread=False, isolation_level="DEFERRED")
