@@ -10,7 +10,9 @@ import pytest
 
 from streamdetect.errors import DatasetError
 from streamdetect.training.prepare import PrepareConfig, prepare_dataset, read_manifest
-from tests.conftest import make_clip, shared_clip
+from streamdetect.service import sample_clip
+from tests.conftest import FFPP_FAKE, FFPP_REAL, make_clip, shared_clip
+from tests.support.clips import FACE_GONE, sample_excerpt
 
 
 def face_clip(path, frames=12, flip=False):
@@ -83,22 +85,44 @@ def test_prepare_in_parallel_at_two_sizes(folder_dataset, tmp_path):
     assert np.load(os.path.join(folder, "crops_224.npy")).shape == (4, 224, 224, 3)
 
 
-def test_prepare_two_shared_clips(tmp_path):
-    """One FaceForensics++ original and a Deepfakes clip made from it, through the shared data's own reader
-    layout reproduced with links (the data is read in place, never copied)."""
-    real = shared_clip("videos/real/ffpp_c40_youtube_183.mp4")
-    fake = shared_clip("videos/fake/ffpp_c40_Deepfakes_183_253.mp4")
+@pytest.fixture(params=["sample", "ffpp"])
+def real_and_fake(request, tmp_path):
+    """(real clip, fake clip, the fake's method, frames of the real clip that have no face).
+    sample: the bundled clip itself (720p, 12 s; the face is out of frame on frames 160-200) and a mirrored,
+    re-encoded excerpt of it standing in for a fake. ffpp: a FaceForensics++ original and a Deepfakes clip made
+    from it (shared research data, read in place through links, never copied)."""
+    if request.param == "sample":
+        return sample_clip(), sample_excerpt(tmp_path / "sample_mirrored.mp4", frames=150, flip=True), "Mirror", FACE_GONE
+    return shared_clip(FFPP_REAL), shared_clip(FFPP_FAKE), "Deepfakes", range(0)
+
+
+def test_prepare_a_real_and_a_fake_clip(real_and_fake, tmp_path):
+    """Full-length clips through the folder layout, frames spread over each video."""
+    real, fake, method, faceless = real_and_fake
     root = tmp_path / "ds"
     (root / "real").mkdir(parents=True)
-    (root / "fake" / "Deepfakes").mkdir(parents=True)
+    (root / "fake" / method).mkdir(parents=True)
     os.symlink(real, root / "real" / real.name)
-    os.symlink(fake, root / "fake" / "Deepfakes" / fake.name)
-    report = prepare_dataset(root, tmp_path / "out", config=PrepareConfig(frames=6, workers=1), progress=False)
+    os.symlink(fake, root / "fake" / method / fake.name)
+    config = PrepareConfig(frames=12, sampling="even", workers=1)
+    report = prepare_dataset(root, tmp_path / "out", config=config, progress=False)
     assert report.prepared == 2 and not report.failed
-    for row in read_manifest(tmp_path / "out"):
+    assert json.loads((tmp_path / "out" / "prepare.json").read_text())["frames"] == 12
+    rows = {row["label"]: row for row in read_manifest(tmp_path / "out")}
+    assert rows[1]["method"] == method
+    for row in rows.values():
+        numbers = np.load(os.path.join(row["folder"], "frames.npy"))
         marks = np.load(os.path.join(row["folder"], "landmarks.npy"))
-        assert row["frames"] == 6 and np.isfinite(marks).all()
-        assert json.loads((tmp_path / "out" / "prepare.json").read_text())["frames"] == 6
+        assert np.isfinite(marks).all() and marks.shape == (row["frames"], 468, 3)
+        with av.open(str(real if row["label"] == 0 else fake)) as c:
+            wanted = set(np.linspace(0, c.streams.video[0].frames - 1, 12).round().astype(int).tolist())
+        # the evenly spread frames, less some without a face (skipped, as in the paper; the tiled pass may still
+        # find a face on the edge of the away stretch)
+        skipped = wanted - set(numbers.tolist())
+        assert set(numbers.tolist()) <= wanted and skipped <= (set(faceless) if row["label"] == 0 else set())
+        assert row["frames"] == len(numbers)
+    if faceless:
+        assert rows[0]["frames"] < 12  # the sample's away stretch really was sampled and skipped
 
 
 def test_unknown_layout_and_bad_sizes_are_named(tmp_path):
