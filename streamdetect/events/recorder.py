@@ -49,6 +49,7 @@ class OpenEvent:
     clip_frames: list[ClipFrame] = field(default_factory=list)
     flushed_at: float = 0.0
     dirty: bool = False
+    peak: float = 0.0  # highest rolling confidence seen while the event was open
 
 
 @dataclass
@@ -151,12 +152,14 @@ class EventRecorder:
             event_id = self.store.open_event(data["stream"], data["track"], data["ts"], data["verdict"],
                                              data["confidence"], data["box"], thumbnail,
                                              "pending" if record_clip else "none")
-            event = self._open[key] = OpenEvent(event_id, data["ts"], [list(p) for p in seen.recent])
+            event = self._open[key] = OpenEvent(event_id, data["ts"], [list(p) for p in seen.recent],
+                                                peak=data["confidence"] or 0.0)
             if record_clip:
                 event.clip_frames = self.ring.since(data["stream"], data["ts"] - self.cfg.clip_before_s, time.time())
                 event.clip_until = data["ts"] + self.cfg.clip_after_s
         elif data["verdict"] == "alert" and event.clip_until is not None:
             event.clip_until = max(event.clip_until, data["ts"] + self.cfg.clip_after_s)  # the clip covers the alert
+        event.peak = max(event.peak, data["confidence"] or 0.0)
         self.store.add_change(event.id, data, text)
 
     def _on_scores(self, data: dict) -> None:
@@ -170,6 +173,7 @@ class EventRecorder:
                 self._seen(key, data["ts"]).recent.append(point)
             else:
                 event.timeline.append(point)
+                event.peak = max(event.peak, face["confidence"])
                 if len(event.timeline) > TIMELINE_POINTS:
                     event.timeline = event.timeline[::2]
                 event.dirty = True
@@ -184,7 +188,8 @@ class EventRecorder:
                                         data["ts"], data["verdict"], data["confidence"], data["frames"])
             return
         self.store.update_event(event.id, ended=data["ts"], final_verdict=data["verdict"],
-                                final_confidence=data["confidence"], frames=data["frames"], timeline=event.timeline)
+                                final_confidence=data["confidence"], frames=data["frames"], timeline=event.timeline,
+                                peak_confidence=event.peak)
         event.dirty = False
         if event.clip_until is None:
             del self._open[key]
@@ -199,7 +204,7 @@ class EventRecorder:
                 if now >= event.clip_until or force and self._closing:
                     self._write_clip(key, event)
             if event.dirty and (force or now - event.flushed_at >= FLUSH_EVERY_S):
-                self.store.update_event(event.id, timeline=event.timeline)
+                self.store.update_event(event.id, timeline=event.timeline, peak_confidence=event.peak)
                 event.dirty, event.flushed_at = False, now
             if event.clip_until is None and key not in self._tracks:
                 del self._open[key]  # the track ended earlier; its clip is now written
