@@ -78,6 +78,7 @@ def test_events_clips_and_http_api(engine, detector, tmp_path):
             full = await call(api, port, f"/api/events/{event['id']}")
             assert [c["verdict"] for c in full["changes"]][-1] == "alert"
             assert len(full["timeline"]) >= 1 and all(0 <= c <= 1 for _, c in full["timeline"])
+            assert full["peak_confidence"] >= max(c["confidence"] for c in full["changes"])
 
             clip = tmp_path / "clip.mp4"
             clip.write_bytes(await call(api, port, f"/api/events/{event['id']}/clip.mp4"))
