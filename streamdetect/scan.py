@@ -17,6 +17,7 @@ from streamdetect.annotate import draw_faces
 from streamdetect.config import ServiceConfig, SourceConfig
 from streamdetect.errors import SourceOpenError
 from streamdetect.pipeline import Pipeline
+from streamdetect.scoring import reaches_alert
 
 SCAN_FORMAT = "streamdetect.scan/1"
 
@@ -109,9 +110,9 @@ def scan(video: str | Path, config: ServiceConfig, engine, detector, annotate: s
 def _summary(video, fps, card, frame_scores, tracks) -> dict:
     scored = [s["p_fake"] for s in frame_scores if s["p_fake"] is not None]
     p_fake = float(np.mean(scored)) if scored else None
-    # A face is fake when the service would have alerted on it: its rolling confidence reached the card's
-    # threshold (`evaluate` chooses the threshold on exactly that score). Faces never judged are unknown.
-    verdict = lambda c: "unknown" if c is None else ("fake" if c >= card.threshold else "real")  # noqa: E731
+    # A face is fake when the service would have alerted on it: its peak rolling confidence reached the card's
+    # threshold (streamdetect.scoring's rule; `evaluate` chooses the threshold on that score). Never judged: unknown.
+    verdict = lambda c: "unknown" if c is None else ("fake" if reaches_alert(c, card.threshold) else "real")  # noqa: E731
     track_rows = []
     for t in sorted(tracks.values(), key=lambda t: t.track):
         p = float(np.mean(t.scores)) if t.scores else None

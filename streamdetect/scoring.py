@@ -3,12 +3,39 @@
 Hysteresis (leave a level only below its threshold minus a margin) and a minimum dwell (stay at least N frames
 before moving again) stop a verdict from flickering when the score hovers near a threshold; no verdict at all is
 given until a face has enough usable frames.
+
+The alert rule, in one place: a face alerts when its rolling confidence reaches the alert threshold
+(`reaches_alert`); judged over a whole track or video, when its *peak* rolling confidence does
+(`peak_confidence`). The service's state machine, `streamdetect scan` and `streamdetect evaluate` (which chooses
+the model card's threshold on exactly this score) all use these two functions.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+import numpy as np
+
+
+def reaches_alert(confidence, threshold: float):
+    """The alert rule: rolling confidence >= threshold. Scalars give a bool, arrays an elementwise bool array."""
+    if isinstance(confidence, np.ndarray):
+        return confidence >= threshold
+    return bool(confidence >= threshold)
+
+
+def peak_confidence(p_fake, window: int = 20, min_frames: int = 10) -> float:
+    """The highest rolling `window`-frame mean of per-frame p_fake from the `min_frames`-th frame on: the peak of
+    the confidence the service judges (method "mean"; no verdict before min_frames usable frames). Items shorter
+    than min_frames: their mean."""
+    p = np.asarray(p_fake, np.float64)
+    if len(p) < min_frames:
+        return float(p.mean())
+    c = np.concatenate([[0.0], np.cumsum(p)])
+    t = np.arange(min_frames - 1, len(p))
+    start = np.maximum(0, t - window + 1)
+    return float(((c[t + 1] - c[start]) / (t + 1 - start)).max())
 
 
 class Verdict(str, enum.Enum):
@@ -71,8 +98,8 @@ class TrackScorer:
         # The bar to *stay* at a level is lower than the bar to reach it.
         alert_bar = self.alert_at - h if self.verdict is Verdict.ALERT else self.alert_at
         suspicious_bar = self.suspicious_at - h if self.verdict in (Verdict.SUSPICIOUS, Verdict.ALERT) else self.suspicious_at
-        if c >= alert_bar:
+        if reaches_alert(c, alert_bar):
             return Verdict.ALERT
-        if c >= suspicious_bar:
+        if reaches_alert(c, suspicious_bar):
             return Verdict.SUSPICIOUS
         return Verdict.CLEAR

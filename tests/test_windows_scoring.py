@@ -91,3 +91,21 @@ def test_rolling_mean_is_over_the_window():
 def test_bad_scoring_config():
     with pytest.raises(ValueError, match="'mean' or 'ema'"):
         ScoringConfig(method="max")
+
+
+def test_one_alert_rule():
+    from streamdetect.scoring import peak_confidence, reaches_alert
+    from streamdetect.training import evaluate
+
+    assert reaches_alert(0.5, 0.5) is True and reaches_alert(0.4999, 0.5) is False
+    assert reaches_alert(np.array([0.2, 0.5, 0.9]), 0.5).tolist() == [False, True, True]
+    assert evaluate.alert_score is peak_confidence
+    # the state machine alerts exactly when the rolling mean reaches the threshold (no hysteresis on the way up)
+    p = [0.2] * 10 + [0.9] * 3
+    scorer, window = TrackScorer(ScoringConfig(method="mean", min_frames=10, min_dwell=1), card_threshold=0.3), []
+    alerted = False
+    for v in p:
+        window = (window + [v])[-20:]
+        scorer.update(v, window)
+        alerted = alerted or scorer.verdict is Verdict.ALERT
+    assert alerted == reaches_alert(peak_confidence(p, window=20, min_frames=10), 0.3)

@@ -22,6 +22,7 @@ import torch
 from streamdetect.errors import MissingDependencyError
 from streamdetect.faces.expression import clip_features
 from streamdetect.model import load_checkpoint, save_checkpoint
+from streamdetect.scoring import peak_confidence, reaches_alert
 from streamdetect.training import metrics as M
 from streamdetect.training.data import Clip, load_clips
 from streamdetect.training.readers import CATEGORIES
@@ -94,16 +95,12 @@ def score_clips(model, clips: list[Clip], window: int = 20, sbi: bool = True, ma
     return out
 
 
-def alert_score(p: np.ndarray, window: int = 20, min_frames: int = 10) -> float:
-    """The highest rolling `window`-frame mean of per-frame p_fake from frame `min_frames` on: the value the
-    service compares with the threshold (streamdetect.scoring, method "mean"). Shorter items: their mean."""
-    p = np.asarray(p, np.float64)
-    if len(p) < min_frames:
-        return float(p.mean())
-    c = np.concatenate([[0.0], np.cumsum(p)])
-    t = np.arange(min_frames - 1, len(p))
-    start = np.maximum(0, t - window + 1)
-    return float(((c[t + 1] - c[start]) / (t + 1 - start)).max())
+alert_score = peak_confidence  # its former name here (streamdetect.scoring keeps the rule)
+
+
+def _alert_rate(v: np.ndarray, threshold: float) -> float:
+    """The fraction of items that would have raised an alert."""
+    return round(float(reaches_alert(v, threshold).mean()), 4)
 
 
 def analyse(scored: list[Scored], temperature: float | None = None, threshold: float | None = None,
@@ -127,7 +124,7 @@ def analyse(scored: list[Scored], temperature: float | None = None, threshold: f
 
     y = np.array([s.label for s in scored])
     frame_p = [M.apply_temperature(s.frame_logits, temperature) for s in scored]
-    v = np.array([alert_score(p, window, min_frames) for p in frame_p])
+    v = np.array([peak_confidence(p, window, min_frames) for p in frame_p])
     v_mean = np.array([p.mean() for p in frame_p])
     groups = np.array([s.group for s in scored])
     families = np.array([s.family for s in scored])
@@ -150,14 +147,14 @@ def analyse(scored: list[Scored], temperature: float | None = None, threshold: f
         ci = M.bootstrap_auc_ci(y[real | m], v[real | m])
         result["by_method"][g] = {"n": int(m.sum()), "auc_vs_real": _auc(y[real | m], v[real | m]),
                                   "auc_ci95": [round(ci[0], 4), round(ci[1], 4)],
-                                  "recall": round(float((v[m] >= threshold).mean()), 4),
+                                  "recall": _alert_rate(v[m], threshold),
                                   "mean_score": round(float(v[m].mean()), 4)}
     result["by_family"] = {}
     for fam in CATEGORIES[1:]:  # every category of fake
         m = (families == fam) & world
         if m.any():
             result["by_family"][fam] = {"n": int(m.sum()), "auc_vs_real": _auc(y[real | m], v[real | m]),
-                                        "recall": round(float((v[m] >= threshold).mean()), 4)}
+                                        "recall": _alert_rate(v[m], threshold)}
     result["by_length"] = {}
     videos = [s for s in scored if s.kind == "video" and s.group != "SBI"]
     for n in LENGTHS:
@@ -166,7 +163,7 @@ def analyse(scored: list[Scored], temperature: float | None = None, threshold: f
         if len(set(ly.tolist())) == 2:
             lp = M.apply_temperature(np.array([s.length_logits[n] for s in have]), temperature)
             result["by_length"][n] = M.summary(ly, lp, threshold)
-    result["real_false_positive_rate"] = round(float((v[real] >= threshold).mean()), 4) if real.any() else None
+    result["real_false_positive_rate"] = _alert_rate(v[real], threshold) if real.any() else None
     return result
 
 
@@ -182,7 +179,7 @@ def write_report(result: dict, scored: list[Scored], out: Path, title: str) -> P
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     t, w = result["calibration"]["temperature"], result["window"]
     y = np.array([s.label for s in scored])
-    v = np.array([alert_score(M.apply_temperature(s.frame_logits, t), w, result["min_frames"]) for s in scored])
+    v = np.array([peak_confidence(M.apply_temperature(s.frame_logits, t), w, result["min_frames"]) for s in scored])
     groups = np.array([s.group for s in scored])
     real = y == 0
     curves = {"all fakes (no SBI)": (y[groups != "SBI"], v[groups != "SBI"])}

@@ -42,9 +42,9 @@ def load_folds(path) -> dict[str, tuple[str, ...]]:
 
 def family_aucs(scored, window: int = 20, min_frames: int = 10) -> dict:
     """{family: {n_fake, n_real, auc, ci95}}: each fake family of `scored` against all its reals."""
-    from streamdetect.training.evaluate import alert_score
+    from streamdetect.scoring import peak_confidence
 
-    score = np.array([alert_score(M.apply_temperature(s.frame_logits, 1.0), window, min_frames) for s in scored])
+    score = np.array([peak_confidence(M.apply_temperature(s.frame_logits, 1.0), window, min_frames) for s in scored])
     y = np.array([s.label for s in scored])
     groups = np.array([s.group for s in scored])
     real = y == 0
