@@ -51,6 +51,7 @@ class MqttPublisher:
         self._retained: dict[str, str] = {f"{self._base(s)}/verdict": "clear" for s in self.streams}
         self._confidence_at: dict[str, float] = {}
         self._was_connected = self._closing = False
+        self._failures = 0  # connection attempts that failed in a row (the first is logged as a warning)
         client = self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id)
         if config.username:
             client.username_pw_set(config.username, config.password)
@@ -76,7 +77,7 @@ class MqttPublisher:
             log.warning("MQTT broker %s:%s refused the connection: %s", self.config.host, self.config.port, reason_code)
             return
         log.info("MQTT connected to %s:%s", self.config.host, self.config.port)
-        self._was_connected = True
+        self._was_connected, self._failures = True, 0
         with self._lock:  # under the lock: a newer value published on the loop cannot be overtaken by this one
             client.publish(self.available, "online", qos=1, retain=True)
             for topic, payload in self._retained.items():
@@ -88,7 +89,9 @@ class MqttPublisher:
         self._was_connected = False
 
     def _on_connect_fail(self, client, userdata) -> None:
-        log.debug("MQTT broker %s:%s not reachable; retrying", self.config.host, self.config.port)
+        self._failures += 1
+        log.log(logging.WARNING if self._failures == 1 else logging.DEBUG,
+                "MQTT broker %s:%s not reachable; retrying in the background", self.config.host, self.config.port)
 
     # -- the bus sink, on the event loop: only queues work for paho's thread ------------------------------------
     def __call__(self, data: dict, text: str) -> None:
