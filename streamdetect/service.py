@@ -117,16 +117,16 @@ class Service:
         on_frame = (lambda frame, faces: self.events.on_frame(frame.stream, frame.rgb, faces)) if self.events else None
         self.pipeline = Pipeline(self.config, engine, detector, bus.publish, on_frame=on_frame)
         self.mqtt = None
-        if self.config.mqtt.host:
-            self.mqtt = MqttPublisher(self.config.mqtt, [w.name for w in self.pipeline.workers])
-            self.mqtt.start()
-            bus.add_sink(self.mqtt)
         sc = self.config.server
         self.uploads = Uploads(self.scan_upload, int(sc.upload_max_mb * 1e6), sc.upload_dir)
         self.server = WebSocketServer(bus, self.hello, self.health, sc.host, sc.port, sc.token, self.uploads,
                                       metrics=self.metrics.render if self.metrics is not None else None,
                                       events=self.events)
         self.port = await self.server.start()
+        if self.config.mqtt.host:  # after the server: a port in use must not leave a publisher thread behind
+            self.mqtt = MqttPublisher(self.config.mqtt, [w.name for w in self.pipeline.workers])
+            self.mqtt.start()
+            bus.add_sink(self.mqtt)
         self.pipeline.start()
         return self.port
 
