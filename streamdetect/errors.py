@@ -64,8 +64,9 @@ class EndOfStream(StreamError):
     """A finite source (a file) has delivered its last frame."""
 
 
-class ConfigError(StreamDetectError):
-    """The service configuration is invalid; the message names the key."""
+class ConfigError(StreamDetectError, ValueError):
+    """A service or training configuration is invalid; the message names the key. Also a ValueError: a bad
+    value is what it is."""
 
 
 class DatasetError(StreamDetectError):

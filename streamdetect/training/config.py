@@ -1,14 +1,20 @@
 """Training configuration: the paper's defaults, every one overridable from a YAML file.
 
-Unknown keys are refused (a typo such as `lr_rate` must not silently train with the default).
+Loaded with the service's typed loader (streamdetect.config.from_dict): unknown keys and values of the wrong type
+are refused with a ConfigError (a ValueError) naming the key (a typo such as `lr_rate` must not silently train
+with the default).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streamdetect.config import from_dict
+from streamdetect.errors import ConfigError
 from streamdetect.model.card import ModelConfig
 
 
@@ -99,28 +105,34 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _build(cls, raw: dict, where: str):
+def _numeric(hint) -> type | None:
+    """int or float when a field holds a number (optionally None), else None."""
+    args = set(typing.get_args(hint)) - {type(None)} if typing.get_origin(hint) in (typing.Union, types.UnionType) \
+        else {hint}
+    return next(iter(args)) if len(args) == 1 and args <= {int, float} else None
+
+
+def _prepare(cls, raw, where: str):
+    """What YAML and the command line give that the typed loader (streamdetect.config.from_dict) would refuse but
+    that always meant one thing: one path for a list (`data: prepared/x`), null for an empty list, and numbers YAML
+    reads as strings (it reads 1e-4, without a decimal point, as a string). Everything else is from_dict's to check."""
     if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
-    values = {}
+        return raw  # from_dict names the problem
+    hints = typing.get_type_hints(cls)
+    out = {}
     for key, value in raw.items():
-        if key == "model":
-            value = _build(ModelSection, value, f"{where}.model")
-        elif key == "sbi":
-            value = _build(SBISection, value, f"{where}.sbi")
-        elif key in ("data", "holdout"):
-            value = tuple([value] if isinstance(value, str) else value or ())
-        elif isinstance(value, str) and fields[key].type in ("float", "float | None", "int"):
-            try:  # YAML reads 1e-4 (no decimal point) as a string
-                value = (float if fields[key].type != "int" else int)(value)
+        hint = hints.get(key)
+        if hint is not None and dataclasses.is_dataclass(hint):
+            value = _prepare(hint, value, f"{where}.{key}")
+        elif typing.get_origin(hint) is tuple and (value is None or isinstance(value, (str, tuple))):
+            value = [value] if isinstance(value, str) else list(value or ())
+        elif isinstance(value, str) and (number := _numeric(hint)) is not None:
+            try:
+                value = number(value)
             except ValueError:
-                raise ValueError(f"{where}: {key} must be a number, got {value!r}") from None
-        values[key] = value
-    return cls(**values)
+                raise ConfigError(f"{where}.{key}: must be a number, got {value!r}") from None
+        out[key] = value
+    return out
 
 
 def load_config(path: str | Path | None = None, settings: list[str] = (), **overrides) -> TrainConfig:
@@ -133,15 +145,21 @@ def load_config(path: str | Path | None = None, settings: list[str] = (), **over
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"training config {path} does not exist; see examples/train_default.yaml")
-        raw = yaml.safe_load(path.read_text()) or {}
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
     for setting in settings:
         key, sep, value = setting.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE (e.g. model.expression=true), got {setting!r}")
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. model.expression=true), got {setting!r}")
         *parents, leaf = key.split(".")
         node = raw
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
     raw.update({k: v for k, v in overrides.items() if v is not None})
-    return _build(TrainConfig, raw, str(path or "config"))
+    where = str(path or "config")
+    return from_dict(TrainConfig, _prepare(TrainConfig, raw, where), where)
