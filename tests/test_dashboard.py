@@ -1,14 +1,18 @@
 """The web dashboard in headless Chromium (Debian's), driven by Playwright, against the real service."""
 
 import asyncio
+import json
+import re
 import shutil
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import av
 import pytest
 
-from streamdetect.config import ServerConfig, ServiceConfig, SourceConfig
+from streamdetect.config import EventsConfig, ServerConfig, ServiceConfig, SourceConfig
 from streamdetect.scoring import ScoringConfig
 from streamdetect.service import Service, sample_clip
 from tests.conftest import DATA
@@ -133,3 +137,87 @@ def test_upload_shows_verdict_and_annotated_playback(engine, detector, browser, 
         assert [p.name for p in (tmp_path / "uploads").iterdir()] == leftovers  # refused files left nothing behind
     finally:
         svc.stop()
+
+
+# Evidence clips of 1 s before and after the alert complete within about 2 s of it (as in tests/test_events.py).
+HISTORY_EVENTS = dict(clip_before_s=1.0, clip_after_s=1.0)
+DRAWN_CANVAS = """c => { // more than the background, the grid and the axis: the confidence line and the threshold are there
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, colours = new Set();
+  for (let i = 0; i < d.length; i += 4 * 7) colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+  const red = [...colours].some(v => (v >> 16) > 200 && ((v >> 8) & 255) < 90 && (v & 255) < 90);
+  return colours.size > 8 && red;
+}"""
+
+
+def test_history_lists_plays_filters_and_deletes_events(engine, detector, browser, tmp_path):
+    config = ServiceConfig(sources=(SourceConfig(str(sample_clip()), "cam", realtime=True, loop=True),), window=10,
+                           scoring=ScoringConfig(alert=0.0, min_frames=3, min_dwell=1),  # every face alerts
+                           server=ServerConfig(token="t0k", preview_hz=2),
+                           events=EventsConfig(dir=str(tmp_path / "events"), **HISTORY_EVENTS))
+    svc = ServiceThread(config, engine, detector)
+    port = svc.start()
+    base = f"http://127.0.0.1:{port}"
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{base}/?token=t0k")
+        page.wait_for_selector("#conn[data-state=connected]", timeout=15000)
+        # The header's threshold is rounded (the model card's is 0.724604064657678 and the like).
+        page.wait_for_selector("#model .threshold", timeout=15000)
+        assert re.fullmatch(r"\d+(\.\d{1,2})?", page.inner_text("#model .threshold"))
+        favicon = page.request.get(f"{base}/favicon.ico")
+        assert favicon.ok and favicon.headers["content-type"] == "image/svg+xml" and b"<svg" in favicon.body()
+
+        # live charts: axes over a fixed window, drawn as soon as a face is scored
+        page.wait_for_selector("article[data-stream=cam] .face canvas[data-points]", timeout=60000)
+        assert page.eval_on_selector("article[data-stream=cam] .face canvas", DRAWN_CANVAS)
+        page.locator("article[data-stream=cam]").screenshot(path=str(tmp_path / "live-chart.png"))
+
+        page.click("button[data-tab=history]")
+        page.wait_for_selector("#h-table tbody tr[data-id]", timeout=60000)
+        # an alert whose clip has been written (the list refreshes itself while the tab is open)
+        row = page.locator("#h-table tbody tr[data-clip=complete]").first
+        row.wait_for(timeout=60000)
+        event_id = row.get_attribute("data-id")
+        assert row.get_attribute("data-stream") == "cam"
+        page.wait_for_function(f"document.querySelector(\"#h-table tr[data-id='{event_id}'] img\").naturalWidth > 0", timeout=15000)
+        row.click()
+        page.wait_for_selector(f"#h-selected[data-id='{event_id}']:not([hidden])", timeout=15000)
+        page.wait_for_function("(v => v.readyState >= 1 && v.duration > 0)(document.querySelector('#h-video'))", timeout=30000)
+        page.wait_for_selector(f"#h-chart[data-id='{event_id}'][data-points]", timeout=15000)
+        assert int(page.get_attribute("#h-chart", "data-points")) >= 1
+        assert page.eval_on_selector("#h-chart", DRAWN_CANVAS)
+        assert page.locator("#h-changes li").count() >= 1 and "alert" in page.inner_text("#h-changes")
+        assert page.locator("#h-clip-msg").is_hidden()
+        # the cursor follows the video: its position is the chart's time from clip_start
+        page.eval_on_selector("#h-video", "v => { v.currentTime = Math.min(0.5, v.duration / 2); }")
+        page.wait_for_function("""() => { const v = document.querySelector('#h-video'), c = document.querySelector('#h-chart');
+            return c.dataset.cursor !== '' && Math.abs(parseFloat(c.dataset.cursor) - v.currentTime) < 0.01 && v.currentTime > 0; }""",
+                               timeout=15000)
+        page.screenshot(path=str(tmp_path / "history-selected.png"))
+
+        # a stream that does not exist: nothing listed, and the page says so
+        page.fill("#h-stream", "no-such-camera")
+        page.click("#h-filters button[type=submit]")
+        page.wait_for_selector("#h-empty:not([hidden])", timeout=15000)
+        assert page.locator("#h-table tbody tr").count() == 0
+        assert "No events match these filters" in page.inner_text("#h-empty")
+        page.screenshot(path=str(tmp_path / "history-empty.png"))
+        page.click("#h-reset")
+        page.wait_for_selector(f"#h-table tbody tr[data-id='{event_id}']", timeout=15000)
+
+        # delete the selected event: confirmed, gone from the list and from the store
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#h-delete")
+        page.wait_for_selector(f"#h-table tbody tr[data-id='{event_id}']", state="detached", timeout=15000)
+        page.wait_for_selector("#h-selected", state="hidden", timeout=15000)
+        request = urllib.request.Request(f"{base}/api/events/{event_id}", headers={"Authorization": "Bearer t0k"})
+        with pytest.raises(urllib.error.HTTPError) as gone:
+            urllib.request.urlopen(request, timeout=30)
+        assert gone.value.code == 404 and "no event" in json.loads(gone.value.read())["error"]
+        page.screenshot(path=str(tmp_path / "history-after-delete.png"))
+        assert not errors, errors
+    finally:
+        svc.stop()
+    print(f"screenshots in {tmp_path}")

@@ -1,12 +1,14 @@
-// StreamDetect dashboard: plain JavaScript, no libraries, no CDN. It only reads the service's WebSocket
-// messages (schema: streamdetect/schema/messages.v1.json) and uploads videos over /upload.
+// StreamDetect dashboard: plain JavaScript, no libraries, no CDN. It reads the service's WebSocket
+// messages (schema: streamdetect/schema/messages.v1.json), uploads videos over /upload, and the history tab
+// (history.js) reads the event store's HTTP API. Charts are drawn by chart.js.
 "use strict";
 
 const params = new URLSearchParams(location.search);
 const token = params.get("token");
 const wsBase = (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
 const withToken = (path) => (token ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : path);
-const HISTORY_S = 60; // seconds of confidence drawn per face
+const HISTORY_S = 60; // seconds of confidence drawn per face: the live charts' x axis always spans this window
+const LIVE_TICKS = [60, 45, 30, 15, 0]; // seconds ago
 
 const state = { threshold: 0.5, streams: new Map(), alerts: 0 };
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -23,6 +25,7 @@ for (const tab of document.querySelectorAll(".tab")) {
     document.querySelectorAll(".tab, .panel").forEach((x) => x.classList.remove("active"));
     tab.classList.add("active");
     $("#" + tab.dataset.tab).classList.add("active");
+    document.dispatchEvent(new CustomEvent("tabchange", { detail: tab.dataset.tab }));
   });
 }
 
@@ -56,9 +59,11 @@ function handle(m) {
   switch (m.type) {
     case "hello":
       state.threshold = m.model.threshold;
-      $("#model").textContent = `model: ${m.model.name} (${m.model.backbone} @${m.model.input_size}), ` +
-        `alert threshold ${m.model.threshold}, window ${m.model.window} frames — ${m.server}`;
+      $("#model").textContent = `model: ${m.model.name} (${m.model.backbone} @${m.model.input_size}), alert threshold `;
+      $("#model").append(el("b", "threshold", m.model.threshold.toFixed(2)),
+        `, window ${m.model.window} frames — ${m.server}`);
       m.streams.forEach(stream);
+      document.dispatchEvent(new CustomEvent("streams", { detail: [...state.streams.keys()] }));
       break;
     case "status": updateStatus(m); break;
     case "scores": updateScores(m); break;
@@ -118,7 +123,7 @@ function updateScores(m) {
     if (!face) {
       const row = el("div", "face");
       row.dataset.track = f.track;
-      row.innerHTML = `<div><div class="who">face #${f.track}</div><div class="conf">–</div><div class="verdict"></div></div><canvas width="480" height="120"></canvas>`;
+      row.innerHTML = `<div><div class="who">face #${f.track}</div><div class="conf">–</div><div class="verdict"></div></div><canvas></canvas>`;
       $(".faces", s.card).append(row);
       face = { row, history: [] };
       s.faces.set(f.track, face);
@@ -127,25 +132,21 @@ function updateScores(m) {
     $(".conf", face.row).textContent = f.confidence === null ? "–" : f.confidence.toFixed(2);
     $(".verdict", face.row).textContent = f.verdict + (f.flags.length ? " (" + f.flags.join(", ") + ")" : "");
     if (f.confidence !== null) face.history.push([m.ts, f.confidence]);
+  }
+  // Every face's chart scrolls with the stream's clock, also those not in this message (lost, ending).
+  for (const face of s.faces.values()) {
     while (face.history.length && face.history[0][0] < m.ts - HISTORY_S) face.history.shift();
-    drawChart($("canvas", face.row), face.history, m.ts);
+    drawLiveChart($("canvas", face.row), face.history, m.ts);
   }
 }
 
-// Rolling confidence over the last minute, with the alert threshold drawn dashed.
-function drawChart(canvas, history, now) {
-  const g = canvas.getContext("2d");
-  const w = canvas.width, h = canvas.height;
-  const x = (t) => w - ((now - t) / HISTORY_S) * w;
-  const y = (v) => h - v * h;
-  g.clearRect(0, 0, w, h);
-  g.fillStyle = "#f8fafc"; g.fillRect(0, 0, w, h);
-  g.strokeStyle = "#e62828"; g.setLineDash([6, 4]); g.lineWidth = 2;
-  g.beginPath(); g.moveTo(0, y(state.threshold)); g.lineTo(w, y(state.threshold)); g.stroke();
-  g.setLineDash([]); g.strokeStyle = "#1d2330"; g.lineWidth = 3;
-  g.beginPath();
-  history.forEach(([t, v], i) => (i ? g.lineTo(x(t), y(v)) : g.moveTo(x(t), y(v))));
-  g.stroke();
+// Confidence over the last HISTORY_S seconds (the axis spans the whole window, however few points there are),
+// with the alert threshold drawn dashed. Not drawn while the live tab is hidden: the next message redraws it.
+function drawLiveChart(canvas, history, now) {
+  plotConfidence(canvas, {
+    x0: now - HISTORY_S, x1: now, series: history, threshold: state.threshold, gap: 3,
+    xTicks: LIVE_TICKS.map((ago) => [now - ago, !ago ? "now" : canvas.clientWidth >= 400 ? `${ago} s ago` : `-${ago} s`]),
+  });
 }
 
 function addAlert(m) {
@@ -225,7 +226,7 @@ function showResult(r, video) {
   verdict.textContent = r.verdict.toUpperCase() + (r.p_fake === null ? " (no face found)" : ` — p(fake) ${r.p_fake.toFixed(3)}`);
   verdict.className = r.verdict;
   $("#upload-summary").textContent = `${r.video}: ${r.frames} frames, faces in ${r.frames_with_faces}, ` +
-    `threshold ${r.threshold}, model ${r.model.name} (${r.model.backbone}).`;
+    `threshold ${r.threshold.toFixed(2)}, model ${r.model.name} (${r.model.backbone}).`;
   const body = $("#upload-tracks tbody");
   body.replaceChildren(...r.tracks.map((t) => {
     const row = el("tr");
