@@ -24,9 +24,11 @@ def exported(tmp_path_factory):
     return model, folder
 
 
-def test_cpu_machine_offers_onnxruntime_then_torch():
-    names = available_backends()
-    assert names[:2] == ["onnxruntime", "torch"] or names[0] == "tensorrt"
+def test_this_machine_offers_onnxruntime_then_torch():
+    """Exact for this project's machines: TensorRT is never installed on them (CPU CI and GPU boxes alike; the
+    TensorRT path is checked with stubs below), so auto picks ONNX Runtime, then eager torch."""
+    assert unavailable_reason("tensorrt") == "needs the 'tensorrt' package: pip install 'streamdetect[tensorrt]'"
+    assert available_backends() == ["onnxruntime", "torch"]
 
 
 def test_auto_picks_onnxruntime_for_an_export(exported):
@@ -50,8 +52,6 @@ def test_sessions_do_not_spin(exported):
 
 
 def test_missing_tensorrt_names_the_extra(exported):
-    if unavailable_reason("tensorrt") is None:
-        pytest.skip("TensorRT is installed and a GPU is present")
     _, folder = exported
     with pytest.raises((MissingDependencyError, EngineError), match="tensorrt"):
         load_engine(folder, backend="tensorrt")
