@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import cv2
 import numpy as np
@@ -24,13 +24,17 @@ from streamdetect.annotate import draw_faces
 from streamdetect.config import ServiceConfig
 from streamdetect.errors import StreamError
 from streamdetect.faces.crop import align_crop, landmarks_in_crop
+from streamdetect.faces.detector import FaceDetector
 from streamdetect.faces.quality import QualityThresholds, quality_flags
 from streamdetect.faces.tracker import FaceTracker
 from streamdetect.faces.types import Track
 from streamdetect.scoring import TrackScorer, Verdict
-from streamdetect.sources import DropPolicy, SourceState, StatusEvent, VideoSource, parse_source
+from streamdetect.sources import DropPolicy, FrameSource, SourceState, StatusEvent, VideoSource, parse_source
 from streamdetect.sources.base import END
 from streamdetect.windows import TrackWindow, step_tracks
+
+if TYPE_CHECKING:  # streamdetect.engines imports torch: only the type is needed here
+    from streamdetect.engines.base import Engine
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +81,7 @@ class RateMeter:
 class StreamWorker:
     """Per-stream processing state; touched only by the processing thread (except `state_changed`)."""
 
-    source: VideoSource
+    source: FrameSource
     tracker: FaceTracker
     faces: dict[int, FaceState] = field(default_factory=dict)
     frames: int = 0
@@ -98,24 +102,18 @@ class StreamWorker:
 
 
 class Pipeline:
-    def __init__(self, config: ServiceConfig, engine, detector, publish: Callable[[msg.Message], None],
-                 on_frame: Callable | None = None, sources=()):
+    def __init__(self, config: ServiceConfig, engine: Engine, detector: FaceDetector,
+                 publish: Callable[[msg.Message], None], on_frame: Callable | None = None,
+                 sources: Iterable[FrameSource] = ()):
+        """Streams: one VideoSource per `config.sources` entry, then `sources` (FrameSources the caller feeds,
+        e.g. sources.push.PushSource with WebRTC frames); every one is attached to this pipeline the same way."""
         self.cfg, self.engine, self.detector, self.publish = config, engine, detector, publish
         self.on_frame = on_frame  # (frame, [FaceScore]) after each processed frame: annotation, previews
         self.quality = QualityThresholds(min_face_px=config.faces.min_face_px)
         self._ready = threading.Event()
         self._stop = threading.Event()
         self.workers: list[StreamWorker] = []
-        for i, sc in enumerate(config.sources):
-            options = dict(on_status=self._on_status, buffer_size=sc.buffer, realtime=sc.realtime, ready=self._ready,
-                           loop=sc.loop, policy=DropPolicy(sc.policy) if sc.policy else None)
-            try:
-                source = VideoSource(parse_source(sc.url, sc.name, sc.transport), **options)
-            except StreamError as exc:  # one bad source must not keep the others from running
-                source = VideoSource.failed(sc.name or f"source{i + 1}", sc.url, str(exc), **options)
-            tracker = FaceTracker(max_missed=config.faces.max_missed)
-            self.workers.append(StreamWorker(source, tracker))
-        for source in sources:  # sources the caller feeds itself (sources.push.PushSource: WebRTC frames)
+        for source in [*(_video_source(i, sc) for i, sc in enumerate(config.sources)), *sources]:
             source.attach(self._ready, self._on_status)
             self.workers.append(StreamWorker(source, FaceTracker(max_missed=config.faces.max_missed)))
         names = [w.name for w in self.workers]
@@ -321,7 +319,17 @@ class Pipeline:
         return msg.Status(
             w.name, w.source.state.value, round(w.input_meter.rate(now), 1), round(w.processed_meter.rate(now), 1),
             None if lat is None else {"p50": round(float(np.percentile(lat, 50)), 1), "p95": round(float(np.percentile(lat, 95)), 1)},
-            w.source.buffer.dropped, w.source.corrupt_packets, len(w.faces), w.source.last_error)
+            w.source.dropped, w.source.corrupt_packets, len(w.faces), w.source.last_error)
+
+
+def _video_source(i: int, sc) -> VideoSource:
+    """The VideoSource of one configured source (config.SourceConfig)."""
+    options = dict(buffer_size=sc.buffer, realtime=sc.realtime, loop=sc.loop,
+                   policy=DropPolicy(sc.policy) if sc.policy else None)
+    try:
+        return VideoSource(parse_source(sc.url, sc.name, sc.transport), **options)
+    except StreamError as exc:  # one bad source must not keep the others from running
+        return VideoSource.failed(sc.name or f"source{i + 1}", sc.url, str(exc), **options)
 
 
 def _r(x: float | None) -> float | None:

@@ -1,4 +1,5 @@
-"""Frames, source states and the named drop policy (roboflow's buffer strategies, reduced to the two we use)."""
+"""Frames, source states, the named drop policy (roboflow's buffer strategies, reduced to the two we use), and the
+interface every source offers the pipeline (FrameSource)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import enum
 import queue
 import threading
 from dataclasses import dataclass
+from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -51,7 +53,7 @@ class FrameBuffer:
         self._q: queue.Queue = queue.Queue(maxsize=size)
         self.policy = policy
         self.dropped = 0
-        self._ready = ready  # shared by all sources: wakes the processing thread
+        self.ready = ready  # shared by all sources of a pipeline: wakes its processing thread
 
     def put(self, item, stop: threading.Event) -> bool:
         """Add a frame (or END); False if `stop` was set while waiting. DROP_OLDEST never waits."""
@@ -75,8 +77,8 @@ class FrameBuffer:
                     break
                 except queue.Full:
                     continue
-        if self._ready is not None:
-            self._ready.set()
+        if self.ready is not None:
+            self.ready.set()
         return True
 
     def get_nowait(self):
@@ -87,3 +89,52 @@ class FrameBuffer:
 
     def __len__(self) -> int:
         return self._q.qsize()
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """What the pipeline reads: VideoSource (a PyAV decode thread), PushSource (frames the application hands over),
+    or your own. The pipeline calls attach() once, then start(); read() is polled from its processing thread."""
+
+    @property
+    def name(self) -> str: ...
+
+    state: SourceState
+    decoded: int  # frames produced since start (monotonic across reconnects)
+    corrupt_packets: int  # packets that could not be decoded (0 for sources that decode nothing)
+    last_error: str  # why the source is reconnecting or offline; '' when online
+
+    @property
+    def dropped(self) -> int:
+        """Frames discarded by the drop policy (the newest frame won)."""
+
+    def attach(self, ready: threading.Event, on_status: Callable[[StatusEvent], None]) -> None:
+        """Wake `ready` whenever a frame or END is buffered; report every state change to `on_status`."""
+
+    def start(self) -> FrameSource: ...
+
+    def stop(self, timeout: float | None = None) -> None: ...
+
+    def read(self):
+        """The next Frame, END after the last one, or None if nothing is ready. Never blocks."""
+
+
+class BufferedSource:
+    """The FrameSource plumbing VideoSource and PushSource share: a FrameBuffer, attach, read and dropped."""
+
+    buffer: FrameBuffer
+    on_status: Callable[[StatusEvent], None]
+
+    @property
+    def dropped(self) -> int:
+        return self.buffer.dropped
+
+    def attach(self, ready: threading.Event, on_status: Callable[[StatusEvent], None]) -> None:
+        """Called by the pipeline that reads this source (before start): wake its processing thread on each frame
+        and report states to it."""
+        self.buffer.ready = ready
+        self.on_status = on_status
+
+    def read(self):
+        """The next buffered Frame, END after a finite source's last frame, or None if nothing is ready."""
+        return self.buffer.get_nowait()

@@ -1,7 +1,6 @@
 """A source the application feeds itself: frames from a WebRTC track (aiortc, LiveKit), a game engine, a test.
 
-It offers the pipeline what a VideoSource offers (name, state, decoded, corrupt_packets, last_error, buffer,
-read, start, stop) but has no decode thread: `push(rgb)` hands over an (H, W, 3) uint8 RGB frame. The default
+It implements the pipeline's FrameSource interface (sources.base), as VideoSource does, but has no decode thread: `push(rgb)` hands over an (H, W, 3) uint8 RGB frame. The default
 policy is the live one (one slot, drop oldest), so pushing never blocks the caller's event loop and the pipeline
 always works on the newest frame. `end()` says the track is over (the stream's faces are then closed).
 """
@@ -14,10 +13,10 @@ from typing import Callable
 
 import numpy as np
 
-from streamdetect.sources.base import END, DropPolicy, Frame, FrameBuffer, SourceState, StatusEvent
+from streamdetect.sources.base import END, BufferedSource, DropPolicy, Frame, FrameBuffer, SourceState, StatusEvent
 
 
-class PushSource:
+class PushSource(BufferedSource):
     def __init__(self, name: str, buffer_size: int = 1, policy: DropPolicy = DropPolicy.DROP_OLDEST):
         self.name = name
         self.state = SourceState.CONNECTING  # until the first frame
@@ -29,20 +28,11 @@ class PushSource:
         self.on_status: Callable[[StatusEvent], None] = lambda event: None
         self._stop = threading.Event()
 
-    def attach(self, ready: threading.Event, on_status: Callable[[StatusEvent], None]) -> None:
-        """Called by the pipeline that reads this source: wake its processing thread on each frame, report states."""
-        self.buffer = FrameBuffer(self._size, self._policy, ready)
-        self.on_status = on_status
-
     def start(self) -> PushSource:
         return self  # nothing to start: frames arrive through push()
 
     def stop(self, timeout: float | None = None) -> None:
         self._stop.set()  # releases a push() waiting on a full buffer with the "wait" policy
-
-    def read(self):
-        """The next pushed Frame, END after end(), or None if nothing is ready (the pipeline's polling call)."""
-        return self.buffer.get_nowait()
 
     def push(self, rgb: np.ndarray, pts: float | None = None) -> bool:
         """Hand over one frame (H, W, 3) uint8 RGB; pts: the track's timestamp in seconds. False once stopped."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from streamdetect.errors import SourceOpenError
-from streamdetect.sources.base import END, DropPolicy, Frame, FrameBuffer, SourceState, StatusEvent
+from streamdetect.sources.base import END, BufferedSource, DropPolicy, Frame, FrameBuffer, SourceState, StatusEvent
 from streamdetect.sources.spec import SourceSpec, redact
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,9 @@ class Backoff:
         return d / 2 + random.uniform(0, d / 2)
 
 
-class VideoSource:
+class VideoSource(BufferedSource):
+    """A FrameSource (sources.base) decoding one URL or file on its own thread."""
+
     def __init__(self, spec: SourceSpec, on_status: Callable[[StatusEvent], None] = lambda e: None,
                  buffer_size: int | None = None, policy: DropPolicy | None = None, realtime: bool = False,
                  backoff: Backoff = Backoff(), open_timeout_s: float = 5.0, read_timeout_s: float = 5.0,
@@ -56,13 +58,9 @@ class VideoSource:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float | None = 5.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
-
-    def read(self):
-        """The next buffered Frame, END after a finite source's last frame, or None if nothing is ready."""
-        return self.buffer.get_nowait()
 
     # -- decode thread ---------------------------------------------------------------------------------
     def _set_state(self, state: SourceState, detail: str = "") -> None:
