@@ -1,12 +1,14 @@
 """The web dashboard in headless Chromium (Debian's), driven by Playwright, against the real service."""
 
 import asyncio
+import functools
 import json
 import re
 import shutil
 import threading
 import urllib.error
 import urllib.request
+from urllib.parse import parse_qs, urlsplit
 from pathlib import Path
 
 import av
@@ -149,6 +151,10 @@ DRAWN_CANVAS = """c => { // more than the background, the grid and the axis: the
 }"""
 
 
+def fulfil(route, *, json):
+    route.fulfill(json=json)
+
+
 def test_history_lists_plays_filters_and_deletes_events(engine, detector, browser, tmp_path):
     config = ServiceConfig(sources=(SourceConfig(str(sample_clip()), "cam", realtime=True, loop=True),), window=10,
                            scoring=ScoringConfig(alert=0.0, min_frames=3, min_dwell=1),  # every face alerts
@@ -197,6 +203,34 @@ def test_history_lists_plays_filters_and_deletes_events(engine, detector, browse
                                timeout=15000)
         page.screenshot(path=str(tmp_path / "history-selected.png"))
 
+        # What the clip's state means, as the API could answer it: still recording, or failed with its reason.
+        detail = page.request.get(f"{base}/api/events/{event_id}", headers={"Authorization": "Bearer t0k"}).json()
+        for clip_state, error, shown in [("pending", None, "still recording"),
+                                         ("failed", "the encoder stopped: disk full", "the encoder stopped: disk full")]:
+            stub = {**detail, "clip_state": clip_state, "error": error}
+            page.route(f"**/api/events/{event_id}", functools.partial(fulfil, json=stub))
+            page.evaluate(f"selectEvent({event_id})")
+            page.wait_for_function("t => document.querySelector('#h-clip-msg').textContent.includes(t)", arg=shown, timeout=15000)
+            assert page.locator("#h-video").is_hidden() and page.locator("#h-clip-msg").is_visible()
+            page.screenshot(path=str(tmp_path / f"history-clip-{clip_state}.png"))
+            page.unroute(f"**/api/events/{event_id}")
+        page.evaluate(f"selectEvent({event_id})")
+        page.wait_for_function("(v => v.readyState >= 1 && v.duration > 0)(document.querySelector('#h-video'))", timeout=30000)
+
+        # a time range around now keeps the event; one that ends before it starts is refused with a message
+        page.select_option("#h-range", "custom")
+        page.evaluate("""() => { document.querySelector('#h-since').value = localInput(Date.now() / 1000 - 3600);
+                                 document.querySelector('#h-until').value = localInput(Date.now() / 1000 + 3600); }""")
+        page.click("#h-filters button[type=submit]")
+        page.wait_for_selector(f"#h-table tbody tr[data-id='{event_id}']", timeout=15000)
+        page.evaluate("document.querySelector('#h-until').value = localInput(Date.now() / 1000 - 7200)")
+        page.click("#h-filters button[type=submit]")
+        page.wait_for_selector("#h-error:not([hidden])", timeout=15000)
+        assert "ends before it starts" in page.inner_text("#h-error")
+        page.screenshot(path=str(tmp_path / "history-range-error.png"))
+        page.click("#h-reset")
+        page.wait_for_selector("#h-error", state="hidden", timeout=15000)
+
         # a stream that does not exist: nothing listed, and the page says so
         page.fill("#h-stream", "no-such-camera")
         page.click("#h-filters button[type=submit]")
@@ -217,6 +251,36 @@ def test_history_lists_plays_filters_and_deletes_events(engine, detector, browse
             urllib.request.urlopen(request, timeout=30)
         assert gone.value.code == 404 and "no event" in json.loads(gone.value.read())["error"]
         page.screenshot(path=str(tmp_path / "history-after-delete.png"))
+
+        # paging, over a stubbed list of 45 events: 20 a page, newest first
+        def fake_list(route):
+            offset = int(parse_qs(urlsplit(route.request.url).query)["offset"][0])
+            events = [{**detail, "id": 1000 - i, "track": 100 + i, "has_thumbnail": False}
+                      for i in range(offset, min(offset + 20, 45))]
+            route.fulfill(json={"events": events, "total": 45, "limit": 20, "offset": offset,
+                                "next_offset": offset + 20 if offset + 20 < 45 else None})
+
+        page.route("**/api/events?*", fake_list)
+        page.click("#h-filters button[type=submit]")
+        page.wait_for_function("document.querySelector('#h-page').textContent === '1–20 of 45'", timeout=15000)
+        assert page.is_disabled("#h-prev") and not page.is_disabled("#h-next")
+        for shown in ("21–40 of 45", "41–45 of 45"):
+            page.click("#h-next")
+            page.wait_for_function("t => document.querySelector('#h-page').textContent === t", arg=shown, timeout=15000)
+        assert page.is_disabled("#h-next") and page.locator("#h-table tbody tr").count() == 5
+        page.screenshot(path=str(tmp_path / "history-last-page.png"))
+        page.click("#h-prev")
+        page.wait_for_function("document.querySelector('#h-page').textContent === '21–40 of 45'", timeout=15000)
+        page.unroute("**/api/events?*")
+
+        # without the token the page says what is wrong instead of showing an empty list
+        stranger = browser.new_page(viewport={"width": 1300, "height": 700})
+        stranger.goto(f"{base}/")
+        stranger.click("button[data-tab=history]")
+        stranger.wait_for_selector("#h-error:not([hidden])", timeout=15000)
+        assert "token" in stranger.inner_text("#h-error")
+        stranger.screenshot(path=str(tmp_path / "history-no-token.png"))
+        stranger.close()
         assert not errors, errors
     finally:
         svc.stop()

@@ -168,6 +168,7 @@ function addAlert(m) {
   item.append(img, text);
   list.prepend(item);
   while (list.children.length > 200) list.lastChild.remove();
+  document.dispatchEvent(new CustomEvent("alert", { detail: m }));
 }
 
 // ---- upload: the paper's index/predict pages ------------------------------------------------------------

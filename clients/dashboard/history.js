@@ -8,7 +8,7 @@ const REFRESH_MS = 5000; // the list, while the tab is open and "refresh" is tic
 const PENDING_MS = 2000; // the selected event, while its clip is still being recorded
 const CLIP_TEXT = { none: "—", pending: "recording…", complete: "ready", incomplete: "partial", failed: "failed" };
 
-const hist = { offset: 0, total: 0, seq: 0, selected: null, detailTimer: null, loaded: false, clipUrl: null, clipSeq: 0 };
+const hist = { offset: 0, total: 0, seq: 0, selected: null, detailTimer: null, clipUrl: null, clipSeq: 0, detailSeq: 0 };
 
 // A reply from the API with the token as a header; errors carry the API's own {"error": ...} text.
 async function request(path, options = {}) {
@@ -106,7 +106,6 @@ async function loadEvents() {
     return loadEvents();
   }
   showListError("");
-  hist.loaded = true;
   hist.total = page.total;
   renderRows(page.events);
   const empty = $("#h-empty");
@@ -163,13 +162,17 @@ function fillRow(tr, e, signature) {
 // ---- the selected event -------------------------------------------------------------------------------------
 async function selectEvent(id) {
   clearTimeout(hist.detailTimer);
+  const seq = ++hist.detailSeq;
   let event;
   try {
     event = await api(`/api/events/${id}`);
   } catch (exc) {
+    if (seq !== hist.detailSeq) return;
+    if (hist.selected && hist.selected.id === id) clearSelection(); // deleted meanwhile (another user, retention)
     showListError(`could not open event ${id}: ${exc.message}`);
     return;
   }
+  if (seq !== hist.detailSeq) return; // another selection (or a newer poll) answers instead
   const same = hist.selected && hist.selected.id === event.id;
   hist.selected = event;
   for (const tr of $("#h-table tbody").children) tr.classList.toggle("selected", tr.dataset.id === String(id));
@@ -327,6 +330,7 @@ async function deleteSelected() {
 
 function clearSelection() {
   clearTimeout(hist.detailTimer);
+  hist.detailSeq++;
   hist.selected = null;
   loadClip("");
   $("#h-selected").hidden = true;
@@ -366,6 +370,11 @@ document.addEventListener("tabchange", (ev) => {
 });
 document.addEventListener("streams", (ev) => {
   $("#h-streams").replaceChildren(...ev.detail.map((name) => { const o = el("option"); o.value = name; return o; }));
+});
+let alertRefresh = null; // a verdict change means a new or changed event: the first page shows it at once
+document.addEventListener("alert", () => {
+  if (!historyActive() || hist.offset !== 0 || alertRefresh) return;
+  alertRefresh = setTimeout(() => { alertRefresh = null; loadEvents(); }, 300);
 });
 window.addEventListener("resize", () => { if (historyActive()) drawEventChart(); });
 setInterval(() => { if (historyActive() && $("#h-auto").checked && !document.hidden) loadEvents(); }, REFRESH_MS);
