@@ -85,8 +85,11 @@ class Service:
 
     def hello(self) -> str:
         card = self.pipeline.engine.card
+        sc = self.config.scoring
+        alert = sc.alert if sc.alert is not None else card.threshold  # the level faces alert at (TrackScorer's rule)
         model = {"name": card.name, "backbone": card.config.backbone, "input_size": card.config.input_size,
-                 "threshold": card.threshold, "window": self.config.window}
+                 "threshold": card.threshold, "window": self.config.window,
+                 "alert": round(alert, 4), "suspicious": round(max(0.0, alert - sc.suspicious_gap), 4)}
         return Hello(f"streamdetect {__version__}", [w.name for w in self.pipeline.workers], model).to_json()
 
     def health(self) -> dict:

@@ -58,9 +58,9 @@ function connect() {
 function handle(m) {
   switch (m.type) {
     case "hello":
-      state.threshold = m.model.threshold;
+      state.threshold = m.model.alert ?? m.model.threshold;  // the level in use (scoring.alert may override the card)
       $("#model").textContent = `model: ${m.model.name} (${m.model.backbone} @${m.model.input_size}), alert threshold `;
-      $("#model").append(el("b", "threshold", m.model.threshold.toFixed(2)),
+      $("#model").append(el("b", "threshold", state.threshold.toFixed(2)),
         `, window ${m.model.window} frames — ${m.server}`);
       m.streams.forEach(stream);
       document.dispatchEvent(new CustomEvent("streams", { detail: [...state.streams.keys()] }));
