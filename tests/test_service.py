@@ -1,4 +1,9 @@
-"""The live service end to end: real sources, real MediaPipe, real ONNX Runtime, real WebSocket clients."""
+"""The live service end to end: real sources, real MediaPipe, real ONNX Runtime, real WebSocket clients.
+
+The face source is an excerpt of the bundled sample clip (a real face, on every clean clone) and, when the shared
+research data is there (STREAMDETECT_DATA), a FaceForensics++ original. Nothing waits a fixed time and then judges
+speed: each step collects messages until what it checks has happened (with a generous timeout for a loaded runner).
+"""
 
 import asyncio
 import json
@@ -18,7 +23,8 @@ from streamdetect.config import ServerConfig, ServiceConfig, SourceConfig
 from streamdetect.messages import Alert
 from streamdetect.server import WebSocketServer
 from streamdetect.service import Service
-from tests.conftest import make_clip, shared_clip
+from tests.conftest import FFPP_REAL, make_clip, shared_clip
+from tests.support.clips import sample_excerpt
 
 SCHEMA = json.loads((files("streamdetect.schema") / "messages.v1.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -29,22 +35,42 @@ def valid(message: dict) -> dict:
     return message
 
 
-async def collect(ws, seconds: float) -> list[dict]:
+async def collect(ws, seconds: float, until=None) -> list[dict]:
+    """Valid messages from `ws` for `seconds`, or until `until(messages so far)` is true."""
     out, deadline = [], time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         try:
             out.append(valid(json.loads(await asyncio.wait_for(ws.recv(), left))))
         except asyncio.TimeoutError:
             break
+        if until is not None and until(out):
+            break
     return out
+
+
+def face_scores(messages, stream: str) -> list[dict]:
+    return [m for m in messages if m["type"] == "scores" and m["stream"] == stream and m["faces"]]
+
+
+def online(messages, *streams: str) -> bool:
+    last = {m["stream"]: m for m in messages if m["type"] == "status"}
+    return all(s in last and last[s]["state"] == "online" and last[s]["processed_fps"] > 0 for s in streams)
+
+
+@pytest.fixture(params=["sample", "ffpp"])
+def face_video(request, tmp_path):
+    """A looping real-face source: the sample's first 4 s (face in every frame) at 640x360, or a FF++ original."""
+    if request.param == "sample":
+        return str(sample_excerpt(tmp_path / "face.mp4", frames=120))
+    return str(shared_clip(FFPP_REAL))
 
 
 def service_config(sources, **server):
     return ServiceConfig(sources=tuple(sources), window=10, server=ServerConfig(port=0, **server))
 
 
-def test_scores_status_filters_and_schema(engine, detector, tmp_path):
-    face = SourceConfig(str(shared_clip("videos/real/ffpp_c40_youtube_183.mp4")), "face", realtime=True, loop=True)
+def test_scores_status_filters_and_schema(engine, detector, face_video, tmp_path):
+    face = SourceConfig(face_video, "face", realtime=True, loop=True)
     blank = SourceConfig(str(make_clip(tmp_path / "blank.mp4", seconds=2)), "blank", realtime=True, loop=True)
 
     async def scenario():
@@ -56,11 +82,15 @@ def test_scores_status_filters_and_schema(engine, detector, tmp_path):
                 hello = valid(json.loads(await everything.recv()))
                 assert hello["type"] == "hello" and hello["streams"] == ["face", "blank"]
                 assert valid(json.loads(await filtered.recv()))["type"] == "hello"
-                got_all, got_filtered = await asyncio.gather(collect(everything, 4), collect(filtered, 4))
+                ready = lambda ms: len(face_scores(ms, "face")) >= 10 and online(ms, "face", "blank")  # noqa: E731
+                got_all, got_filtered = await asyncio.gather(
+                    collect(everything, 60, ready), collect(filtered, 60, lambda ms: len(face_scores(ms, "face")) >= 10))
                 # change the subscription at run time; a malformed message gets an error, not a disconnect
                 await filtered.send(json.dumps({"type": "subscribe", "streams": None, "types": ["status"]}))
                 await filtered.send("{not json")
-                later = await collect(filtered, 2.5)
+                errors = lambda ms: [m for m in ms if m["type"] == "error"]  # noqa: E731
+                later = await collect(filtered, 30, lambda ms: errors(ms) and any(
+                    m["type"] == "status" and m["ts"] > errors(ms)[0]["ts"] for m in ms))
                 fetch = lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read()  # noqa: E731
                 health = json.loads(await asyncio.to_thread(fetch))  # the server runs on this loop: do not block it
         finally:
@@ -70,24 +100,30 @@ def test_scores_status_filters_and_schema(engine, detector, tmp_path):
     got_all, got_filtered, later, health = asyncio.run(scenario())
     types = {m["type"] for m in got_all}
     assert {"scores", "status"} <= types
-    statuses = {m["stream"]: m for m in got_all if m["type"] == "status"}
-    assert statuses["face"]["state"] == "online" and statuses["face"]["processed_fps"] > 5
-    assert statuses["face"]["latency_ms"]["p95"] < 1000
-    face_scores = [m for m in got_all if m["type"] == "scores" and m["stream"] == "face"]
-    assert face_scores and all(len(m["faces"]) == 1 for m in face_scores[-5:])
-    assert any(f["p_fake"] is not None for m in face_scores for f in m["faces"])
+    assert online(got_all, "face", "blank"), [m for m in got_all if m["type"] == "status"]
+    latency = [m for m in got_all if m["type"] == "status" and m["stream"] == "face"][-1]["latency_ms"]
+    # Reported and consistent. The bound is only a sanity check (ms, not s or ns; not stuck): a tight one
+    # (it was 1 s) flakes on a loaded 2-core runner. `streamdetect bench-live` measures latency.
+    assert 0 < latency["p50"] <= latency["p95"] < 60_000, latency
+    faces = face_scores(got_all, "face")
+    assert len(faces) >= 10 and all(len(m["faces"]) == 1 for m in faces)
+    assert any(f["p_fake"] is not None for m in faces for f in m["faces"])
     assert all(m["type"] == "scores" and m["stream"] == "face" for m in got_filtered) and got_filtered
-    assert any(m["type"] == "error" and "not JSON" in m["message"] for m in later)
-    assert {m["type"] for m in later} <= {"status", "error"} and any(m["type"] == "status" for m in later)
+    (error,) = [m for m in later if m["type"] == "error"]
+    assert "not JSON" in error["message"]
+    # Messages queued before the change may still arrive; anything made after the server took it (before it
+    # answered the malformed message) is a status.
+    assert all(m["ts"] < error["ts"] for m in later if m["type"] not in ("status", "error"))
+    assert any(m["type"] == "status" and m["ts"] > error["ts"] for m in later)
     assert health == {"status": "ok", "version": health["version"], "streams": {"face": "online", "blank": "online"}}
 
 
-def test_bad_sources_are_reported_while_good_ones_keep_running(engine, detector, tmp_path):
+def test_bad_sources_are_reported_while_good_ones_keep_running(engine, detector, face_video, tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"this is not a video\n" * 50)
     whole = make_clip(tmp_path / "whole.mp4", seconds=1).read_bytes()
     (tmp_path / "truncated.mp4").write_bytes(whole[: len(whole) // 3])
-    good = SourceConfig(str(shared_clip("videos/real/ffpp_c40_youtube_183.mp4")), "good", realtime=True, loop=True)
+    good = SourceConfig(face_video, "good", realtime=True, loop=True)
     bad = {
         "missing": (str(tmp_path / "missing.mp4"), "does not exist"),
         "junk": (str(junk), "not a video FFmpeg can read"),
@@ -97,12 +133,17 @@ def test_bad_sources_are_reported_while_good_ones_keep_running(engine, detector,
     }
     sources = [good] + [SourceConfig(url, name) for name, (url, _) in bad.items()]
 
+    def reported(messages) -> bool:
+        last = {m["stream"]: m for m in messages if m["type"] == "status"}
+        return (online(messages, "good") and len(face_scores(messages, "good")) >= 20
+                and all(name in last and reason in last[name]["detail"] for name, (_, reason) in bad.items()))
+
     async def scenario():
         service = Service(service_config(sources), engine, detector)
         port = await service.start()
         try:
             async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
-                return await collect(ws, 5)
+                return await collect(ws, 60, reported)
         finally:
             await service.stop()
 
@@ -112,8 +153,7 @@ def test_bad_sources_are_reported_while_good_ones_keep_running(engine, detector,
         assert last[name]["state"] in ("offline", "reconnecting"), last[name]
         assert reason in last[name]["detail"], (name, last[name]["detail"])
     assert last["unreachable"]["state"] == "reconnecting"  # live sources keep trying
-    assert last["good"]["state"] == "online" and last["good"]["processed_fps"] > 5
-    assert sum(m["type"] == "scores" and m["stream"] == "good" for m in messages) >= 20
+    assert online(messages, "good") and len(face_scores(messages, "good")) >= 20  # the good one kept scoring
 
 
 def test_token_auth(engine, detector, tmp_path):
@@ -175,30 +215,35 @@ def test_slow_subscriber_never_stalls_the_others():
             await fast.recv()  # hello
             await asyncio.sleep(0.2)
             done = threading.Event()
-            took = []
+            received = []
 
             def publisher():
-                start = time.monotonic()
+                deadline = time.monotonic() + 120
                 for i in range(n):
+                    # The test paces itself on the fast reader (at most 16 ahead, half its queue), so a starved event
+                    # loop on a loaded runner cannot make it drop; nothing here ever waits for the slow one.
+                    while len(received) < i - 16:
+                        if time.monotonic() > deadline:
+                            return
+                        time.sleep(0.001)
                     bus.publish(Alert("cam", i + 1, "alert", "suspicious", 0.9, [0, 0, 1, 1], None, thumb))
-                    time.sleep(0.005)  # 200 messages/s: a reader that keeps up loses nothing
-                took.append(time.monotonic() - start - n * 0.005)
                 done.set()
 
-            threading.Thread(target=publisher).start()
-            received = []
+            threading.Thread(target=publisher, daemon=True).start()
             while len(received) < n:
-                received.append(json.loads(await asyncio.wait_for(fast.recv(), 20))["track"])
-            await asyncio.to_thread(done.wait, 5)
+                received.append(json.loads(await asyncio.wait_for(fast.recv(), 60))["track"])
+            # Publishing never waited for anyone: every publish returned while the slow client was still connected
+            # and not reading (it is closed only below). A publisher blocked on it would never finish.
+            finished = await asyncio.to_thread(done.wait, 60)
             slow_client = next(c for c in bus.clients if c.dropped)
             slow.close()
             await server.close()
-        return took[0], received, slow_client.dropped, len(slow_client.items)
+        return finished, received, slow_client.dropped, len(slow_client.items)
 
-    took, received, dropped, queued = asyncio.run(scenario())
+    finished, received, dropped, queued = asyncio.run(scenario())
+    assert finished, "publishing blocked while a subscriber did not read"
     assert received == list(range(1, n + 1))  # the fast client lost nothing, in order
     assert dropped > 0 and queued <= 32  # the slow client's queue stayed bounded by dropping
-    assert took < 1.0  # publishing never waited for anyone (time beyond the paced sleeps)
 
 
 def test_example_config_loads_and_typos_are_rejected(tmp_path):
