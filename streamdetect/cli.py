@@ -132,15 +132,88 @@ def cmd_serve(args) -> int:
         if host not in ("127.0.0.1", "localhost", "::1") and not service.config.server.token:
             print(f"WARNING: listening on {host} without a token: anyone who can reach it sees every stream "
                   f"(set --token)", file=sys.stderr)
-        names = ", ".join(w.name for w in service.pipeline.workers)
-        print(f"streamdetect serving {names}\n  WebSocket: ws://{host}:{port}/ws\n  health:    http://{host}:{port}/healthz\n"
-              f"  watch it:  python -m websockets ws://{host}:{port}/ws   (Ctrl-C stops)", flush=True)
+        print(serve_banner(service, port), flush=True)
 
+    return asyncio.run(serve_until_signalled(service, ready))
+
+
+def serve_banner(service, port: int) -> str:
+    """What `serve` prints once it listens: the dashboard first (on the first line), then the other endpoints."""
+    config = service.config
+    host = config.server.host
+    host = f"[{host}]" if ":" in host else host  # IPv6 literals are bracketed in URLs
+    base = f"http://{host}:{port}"
+    names = ", ".join(w.name for w in service.pipeline.workers)
+    lines = [f"streamdetect serving {names}: dashboard at {base}/",
+             f"  WebSocket: ws://{host}:{port}/ws",
+             f"  health:    {base}/healthz"]
+    if config.server.metrics:
+        lines.append(f"  metrics:   {base}/metrics")
+    if getattr(getattr(config, "events", None), "enabled", False):
+        lines.append(f"  events:    {base}/api/events")
+    lines.append("  Ctrl-C or SIGTERM stops")
+    return "\n".join(lines)
+
+
+async def serve_until_signalled(service, on_ready=None) -> int:
+    """Run the service until SIGINT or SIGTERM, then stop it gracefully (pipeline, outputs, server) and return 0.
+
+    The handlers are installed on the event loop explicitly, so SIGINT works even when the process started with
+    it ignored (a background job of a non-interactive shell, some supervisors). A second signal while stopping
+    exits at once with 128 + its number."""
+    import asyncio
+    import os
+    import signal
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if stopping.is_set():
+            print(f"{name} again: exiting now", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(128 + signum)
+        print(f"stopping ({name})…", file=sys.stderr, flush=True)
+        stopping.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+        except (NotImplementedError, RuntimeError):  # Windows' loops have no add_signal_handler
+            signal.signal(signum, lambda s, _frame: loop.call_soon_threadsafe(on_signal, s))
     try:
-        asyncio.run(service.run_forever(ready))
-    except KeyboardInterrupt:
-        pass
+        port = await service.start()
+        if on_ready:
+            on_ready(port)
+        await stopping.wait()
+    finally:
+        await service.stop()
     return 0
+
+
+def _video_frames(path: str) -> int | None:
+    """Frame count of a video file from its container (or duration x frame rate when it does not say); None
+    when unknown, and for anything but a local file (opening a stream URL here could block)."""
+    import os
+
+    import av
+
+    if not os.path.isfile(path):
+        return None
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            if stream.frames:
+                return stream.frames
+            rate = stream.average_rate or stream.guessed_rate
+            if stream.duration:
+                seconds = float(stream.duration * stream.time_base)
+            else:
+                seconds = (container.duration or 0) / av.time_base
+            return (round(seconds * float(rate)) if rate else 0) or None
+    except (av.error.FFmpegError, IndexError, OSError, ValueError, TypeError):
+        return None
 
 
 def cmd_scan(args) -> int:
@@ -154,7 +227,9 @@ def cmd_scan(args) -> int:
     config = _service_config(args)
     engine, detector = load_runtime(config)
     try:
-        with tqdm(desc=f"scan {args.video}", unit="frame", leave=False) as bar:
+        # disable=None: no bar at all when stderr is not a terminal (logs, CI), instead of one line per update
+        with tqdm(desc=f"scan {args.video}", total=_video_frames(args.video), unit="frame", leave=False,
+                  disable=None) as bar:
             result = scan(args.video, config, engine, detector, annotate=args.annotate, progress=bar.update)
     finally:
         detector.close()
@@ -247,11 +322,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("card", help="print the model card of a checkpoint or export directory")
     p.add_argument("model")
     p.set_defaults(fn=cmd_card)
+    parser.commands = sub.choices  # name -> subparser, for parse_args' suggestions
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """parse_args with the subcommand's usage and a "did you mean" for a mistyped command or flag (exit code 2)."""
+    import difflib
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = parser.commands
+    word = next((a for a in argv if not a.startswith("-")), None)  # the top level has flags only: this is the command
+    if word is not None and word not in commands:
+        close = difflib.get_close_matches(word, commands, n=1)
+        if close:
+            parser.error(f"unknown command '{word}'; did you mean '{close[0]}'?")
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub = commands[args.command]
+        unknown = next((a for a in extras if a.startswith("-")), extras[0])
+        flags = [o for action in sub._actions + parser._actions for o in action.option_strings]
+        close = difflib.get_close_matches(unknown.split("=", 1)[0], flags, n=1) if unknown.startswith("-") else []
+        sub.error(f"unrecognized argument {unknown}" + (f"; did you mean {close[0]}?" if close else ""))
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
     logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs every HTTP request at INFO

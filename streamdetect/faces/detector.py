@@ -7,14 +7,13 @@ own, and the results merged by non-maximum suppression: small faces become 2-3x 
 
 from __future__ import annotations
 
-import contextlib
-import os
 from importlib.resources import files
 from typing import Protocol
 
 import numpy as np
 
 from streamdetect.faces.types import Box, Detection
+from streamdetect.logs import native_stderr_filtered, native_stderr_filtered_until_seen, quiet_matplotlib
 
 MODELS = {
     "full_range": "face_detection_full_range_sparse.tflite",  # faces up to ~5 m: webcams, broadcasts
@@ -37,7 +36,7 @@ def model_path(name: str) -> str:
 class MediaPipeFaceDetector:
     def __init__(self, model: str = "full_range", min_score: float = 0.5, tiles: int | str = "auto",
                  tile_overlap: float = 0.25, nms_iou: float = 0.4):
-        os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe/LiteRT log every model load at INFO
+        quiet_matplotlib()  # mediapipe's vision package imports matplotlib.pyplot
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision
 
@@ -48,8 +47,11 @@ class MediaPipeFaceDetector:
             min_detection_confidence=min_score,
             min_suppression_threshold=0.3,
         )
-        with _quiet_stderr():  # LiteRT prints dozens of INFO/"Sparsity" lines per model load from C++
+        # LiteRT prints dozens of INFO/"Sparsity" lines per model load from C++, and (usually) the first detection
+        # of the process an absl banner and an alignment warning: both happen here, filtered (streamdetect.logs).
+        with native_stderr_filtered():
             self._detector = vision.FaceDetector.create_from_options(options)
+            self._detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8)))
         self.tiles, self.tile_overlap, self.nms_iou = tiles, tile_overlap, nms_iou
 
     def detect(self, rgb: np.ndarray, tiled: bool = True) -> list[Detection]:
@@ -66,8 +68,10 @@ class MediaPipeFaceDetector:
     def _detect_region(self, rgb: np.ndarray, dx: int, dy: int) -> list[Detection]:
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
         h, w = rgb.shape[:2]
+        with native_stderr_filtered_until_seen():  # LiteRT's alignment warning, if the warm-up did not see it
+            result = self._detector.detect(image)
         out = []
-        for d in self._detector.detect(image).detections:
+        for d in result.detections:
             bb = d.bounding_box
             box = Box(bb.origin_x + dx, bb.origin_y + dy, bb.origin_x + bb.width + dx, bb.origin_y + bb.height + dy)
             kps = np.array([[k.x * w + dx, k.y * h + dy] for k in d.keypoints], dtype=np.float32) if d.keypoints else None
@@ -76,25 +80,9 @@ class MediaPipeFaceDetector:
 
     def close(self) -> None:
         if self._detector is not None:
-            self._detector.close()
+            with native_stderr_filtered():  # LiteRT logs "DestroyAccelerator" at INFO
+                self._detector.close()
             self._detector = None
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence native-code writes to file descriptor 2 (Python's sys.stderr is untouched afterwards)."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def tile_grid(width: int, height: int, n: int, overlap: float) -> list[tuple[int, int, int, int]]:
