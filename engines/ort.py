@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from streamdetect.devices import pick_device as _pick_device
 from streamdetect.engines.base import Engine
 from streamdetect.errors import EngineError, MissingDependencyError
-from streamdetect.export.formats import CARD_FILE, graph_path
+from streamdetect.engines.layout import CARD_FILE, graph_path
 from streamdetect.model.card import ModelCard
 
 PROVIDERS = {
@@ -28,17 +29,12 @@ def import_ort():
 
 
 def pick_device(device: str = "auto") -> str:
-    available = set(import_ort().get_available_providers())
-    if device == "auto":
-        return "cuda" if "CUDAExecutionProvider" in available else "cpu"
-    if device not in PROVIDERS:
-        raise ValueError(f"unknown ONNX Runtime device {device!r}; choose auto, {', '.join(PROVIDERS)}")
-    if PROVIDERS[device][0] not in available:
-        raise EngineError(
-            f"ONNX Runtime here has no {PROVIDERS[device][0]} (available: {sorted(available)}). "
-            f"Install the GPU build instead of the CPU one: pip uninstall onnxruntime && pip install 'streamdetect[gpu]'"
-        )
-    return device
+    """auto | cpu | cuda | tensorrt -> the device whose execution providers this ONNX Runtime has (devices.pick_device)."""
+    providers = set(import_ort().get_available_providers())
+    available = [name for name, chain in PROVIDERS.items() if chain[0] in providers]
+    return _pick_device(device, available, known=PROVIDERS, what="ONNX Runtime",
+                        fix="install the GPU build instead of the CPU one: pip uninstall onnxruntime && "
+                            "pip install 'streamdetect[gpu]'")
 
 
 def make_session(path: str | Path, device: str = "cpu", threads: int | None = None, fp16: bool = False, cache_dir=None):

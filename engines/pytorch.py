@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from streamdetect.devices import torch_device
 from streamdetect.engines.base import Engine
 from streamdetect.errors import EngineError
 from streamdetect.model import DeepfakeDetector, load_checkpoint
@@ -18,10 +19,7 @@ class TorchEngine(Engine):
 
     def __init__(self, model: DeepfakeDetector | str | Path, device: str = "auto", fp16: bool | None = None,
                  channels_last: bool | None = None):
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise EngineError("device 'cuda' was asked for but torch sees no CUDA GPU; use device='cpu'")
+        device = torch_device(device)
         on_gpu = device.startswith("cuda")
         self.fp16 = on_gpu if fp16 is None else fp16
         if self.fp16 and not on_gpu:

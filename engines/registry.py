@@ -1,4 +1,6 @@
-"""Which backends exist, which can run here, and how to load one (by name or the best available).
+"""Which backends exist, which can run here, which one to use (by name or the best available), and how to
+construct it. Loading a model with export on demand (a checkpoint for a graph backend) is streamdetect.loading's:
+engines do not depend on export.
 
 Optional runtimes are probed without being imported at start-up; asking for a missing one raises
 MissingDependencyError naming the pip extra that provides it.
@@ -6,18 +8,15 @@ MissingDependencyError naming the pip extra that provides it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from streamdetect.engines.base import Engine
-from streamdetect.errors import EngineError, MissingDependencyError, ModelError
-
-log = logging.getLogger(__name__)
+from streamdetect.engines.layout import is_export_dir
+from streamdetect.errors import EngineError, MissingDependencyError
 
 
 @dataclass(frozen=True)
@@ -70,8 +69,9 @@ def available_backends() -> list[str]:
     return [name for name in AUTO_ORDER if unavailable_reason(name) is None]
 
 
-def load_engine(model, backend: str = "auto", **options) -> Engine:
-    """Load `model` (a .safetensors checkpoint, an export directory, or a DeepfakeDetector for torch)."""
+def choose_backend(model, backend: str = "auto") -> str:
+    """The backend that will run `model`: `backend` checked (it exists and can run here), or for "auto" the
+    fastest available one that runs this kind of model. MissingDependencyError names the extra to install."""
     if backend == "auto":
         names = available_backends()
         if not names:
@@ -86,52 +86,30 @@ def load_engine(model, backend: str = "auto", **options) -> Engine:
         if importlib.util.find_spec(info.package) is None:
             raise MissingDependencyError(info.package, info.extra, f"The {backend} backend")
         raise EngineError(f"the {backend} backend cannot run here: {reason}")
+    return backend
+
+
+def create_engine(backend: str, model, **options) -> Engine:
+    """Construct a chosen backend's engine on what it runs: a checkpoint path or DeepfakeDetector ("checkpoint"
+    backends) or an export directory ("export" backends, engines already built for tensorrt). Exporting a
+    checkpoint first is the caller's: streamdetect.loading.load_engine does it."""
     info = BACKENDS[backend]
     cls = getattr(importlib.import_module(info.module), info.cls)
-    return cls(_model_for(info, model), **options)
+    return cls(model, **options)
 
 
 def _can_run(backend: str, model) -> bool:
-    from streamdetect.export import is_export_dir
-
     return not (BACKENDS[backend].runs == "checkpoint" and isinstance(model, (str, Path)) and is_export_dir(model))
 
 
-def _model_for(info: Backend, model):
-    """Hand each backend what it runs; checkpoints are exported (once, validated, cached) for graph backends."""
-    from streamdetect.export import export_model, is_export_dir
-    from streamdetect.model import DeepfakeDetector
-
-    if isinstance(model, DeepfakeDetector):
-        if info.runs == "checkpoint":
-            return model
-        raise EngineError(f"the {info.name} backend runs exported graphs: save the model and pass the checkpoint path")
-    path = Path(model)
-    if not path.exists():
-        raise ModelError(f"model {path} does not exist; pass a .safetensors checkpoint or an export directory")
-    if info.runs == "checkpoint":
-        if is_export_dir(path):
-            raise EngineError(f"the {info.name} backend runs checkpoints (.safetensors), not the export directory {path}")
-        return path
-    if is_export_dir(path):
-        return path
-    if path.is_dir():
-        raise ModelError(f"{path} is a directory but not an export (needs card.json, encoder.onnx, step.onnx); "
-                         f"create one with: streamdetect export CHECKPOINT --out {path}")
-    cached = cache_dir() / "exports" / _sha256(path)[:16]
-    if not is_export_dir(cached):
-        log.info("exporting %s to %s for %s (once; cached)", path, cached, info.name)
-        export_model(path, cached)
-    return cached
-
-
 def cache_dir() -> Path:
+    """Where StreamDetect caches exports and benchmark files ($STREAMDETECT_CACHE, default ~/.cache/streamdetect)."""
     return Path(os.environ.get("STREAMDETECT_CACHE", Path.home() / ".cache" / "streamdetect"))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def __getattr__(name: str):
+    if name == "load_engine":  # moved: loading with export on demand is streamdetect.loading's
+        from streamdetect.loading import load_engine
+
+        return load_engine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

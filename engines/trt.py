@@ -1,4 +1,8 @@
-"""Native TensorRT backend: serialized engines from export/tensorrt.py, CUDA memory managed through torch.
+"""Native TensorRT backend: serialized engines built by export/tensorrt.py, CUDA memory managed through torch.
+
+This module also owns the engine files' naming (cache_key, engine_dir) and header (read_engine), which the
+builder in export/tensorrt.py writes: export depends on engines, not the reverse. It does not build engines
+itself: streamdetect.loading.load_engine builds them (once, cached) before loading.
 
 NOTE: written against the TensorRT 10 Python API and not run on the development machine (no GPU, and
 TensorRT does not install from its registries). ONNX Runtime's TensorRT execution provider is the other
@@ -8,16 +12,61 @@ route to TensorRT (`load_engine(..., backend="onnxruntime", device="tensorrt")`)
 from __future__ import annotations
 
 import json
+import re
+import struct
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from streamdetect.engines.base import Engine
-from streamdetect.errors import EngineError
-from streamdetect.export.formats import graph_path
-from streamdetect.export.tensorrt import build_engines, import_trt, read_engine
+from streamdetect.engines.layout import GRAPHS, graph_path
+from streamdetect.errors import EngineError, ExportError, MissingDependencyError
 from streamdetect.model.card import ModelCard
+
+OPT_FACES = 4  # the batch TensorRT tunes kernels for: a typical call has a handful of faces
+
+
+def import_trt():
+    try:
+        import tensorrt as trt
+
+        trt.Builder  # noqa: B018  (PyPI stub packages import but have no Builder)
+    except (ImportError, AttributeError) as exc:
+        raise MissingDependencyError("tensorrt", "tensorrt", "TensorRT export and the tensorrt backend") from exc
+    return trt
+
+
+def engine_fp16(trt, fp16: bool) -> bool:
+    """Whether engines are fp16: asked for, and this TensorRT can build them (11.x removed the FP16 flag)."""
+    return fp16 and hasattr(trt.BuilderFlag, "FP16")
+
+
+def cache_key(fp16: bool, max_faces: int) -> str:
+    """GPU name + TensorRT version + precision + profile: an engine is only valid for exactly these."""
+    import torch
+
+    trt = import_trt()
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "nogpu"
+    raw = f"{gpu}_trt{trt.__version__}_{'fp16' if fp16 else 'fp32'}_faces1-{min(OPT_FACES, max_faces)}-{max_faces}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw)
+
+
+def engine_dir(export_dir: str | Path, fp16: bool, max_faces: int) -> Path:
+    return Path(export_dir) / "tensorrt" / cache_key(fp16, max_faces)
+
+
+def read_engine(path: str | Path) -> tuple[dict, bytes]:
+    """Split an engine file into its JSON header and the serialized engine."""
+    data = Path(path).read_bytes()
+    if len(data) < 4:
+        raise ExportError(f"{path} is empty or truncated; delete it so it is rebuilt")
+    (size,) = struct.unpack("<I", data[:4])
+    try:
+        header = json.loads(data[4 : 4 + size])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ExportError(f"{path} has no StreamDetect header (not built by streamdetect export); delete it") from exc
+    return header, data[4 + size :]
 
 
 class _Graph:
@@ -79,7 +128,11 @@ class TensorRTEngine(Engine):
 
     def __init__(self, export_dir: str | Path, fp16: bool = True, max_faces: int = 32):
         trt = import_trt()
-        folder = build_engines(export_dir, fp16=fp16, max_faces=max_faces)  # no-op when cached
+        folder = engine_dir(export_dir, engine_fp16(trt, fp16), max_faces)
+        if not all(graph_path(folder, g, "tensorrt").is_file() for g in GRAPHS):
+            raise EngineError(f"no TensorRT engines for this GPU, TensorRT and precision in {folder}; build them with "
+                              f"`streamdetect export CHECKPOINT --format tensorrt` or load through "
+                              f"streamdetect.loading.load_engine, which builds them")
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.encoder = _Graph(trt, runtime, graph_path(folder, "encoder", "tensorrt"))
         self.stepper = _Graph(trt, runtime, graph_path(folder, "step", "tensorrt"))

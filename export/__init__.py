@@ -1,17 +1,12 @@
-"""Export: torch model -> validated ONNX graphs (+ TensorRT engines), all driven by formats.EXPORT_FORMATS."""
+"""Export: torch model -> validated ONNX graphs (+ TensorRT engines), driven by formats.EXPORT_FORMATS, into the
+directory layout the engines read (streamdetect.engines.layout)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from streamdetect.export.formats import CARD_FILE, EXPORT_FORMATS, GRAPHS, check_options, graph_path
+from streamdetect.engines.layout import CARD_FILE, GRAPHS, graph_path, is_export_dir
+from streamdetect.export.formats import EXPORT_FORMATS, check_options
 
 __all__ = ["CARD_FILE", "EXPORT_FORMATS", "GRAPHS", "export_model", "graph_path", "is_export_dir"]
-
-
-def is_export_dir(path: str | Path) -> bool:
-    path = Path(path)
-    return path.is_dir() and (path / CARD_FILE).is_file() and all(graph_path(path, g).is_file() for g in GRAPHS)
 
 
 def export_model(checkpoint, out_dir, fmt: str = "onnx", fp16: bool = False, max_faces: int = 32):

@@ -1,38 +1,36 @@
-"""The one table that drives export and loading: which formats exist, their files, options and backends."""
+"""The export formats table: which formats `streamdetect export` writes, their graph files and options. Which
+backend loads what, and what it needs to run, is the engines registry's (streamdetect.engines.registry.BACKENDS);
+the directory layout both share is streamdetect.engines.layout.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+
+from streamdetect.engines.layout import CARD_FILE, GRAPH_SUFFIXES, GRAPHS, graph_path
+
+__all__ = ["CARD_FILE", "EXPORT_FORMATS", "ExportFormat", "GRAPHS", "check_options", "graph_path"]
 
 
 @dataclass(frozen=True)
 class ExportFormat:
     name: str
-    suffix: str  # file suffix of each exported graph
-    backend: str  # engines registry key that loads it
-    needs_gpu: bool
+    backend: str  # the engines registry key (BACKENDS) that loads this format
     fp16: bool  # whether --fp16 is meaningful
-    extra: str | None  # pip extra providing the toolchain
+
+    @property
+    def suffix(self) -> str:
+        """File suffix of each exported graph."""
+        return GRAPH_SUFFIXES[self.name]
 
 
 EXPORT_FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
-        ExportFormat("onnx", ".onnx", "onnxruntime", needs_gpu=False, fp16=False, extra="cpu"),
-        ExportFormat("tensorrt", ".engine", "tensorrt", needs_gpu=True, fp16=True, extra="tensorrt"),
+        ExportFormat("onnx", "onnxruntime", fp16=False),
+        ExportFormat("tensorrt", "tensorrt", fp16=True),
     )
 }
-
-# Every export directory holds these graphs (one file each per format) and the model card.
-GRAPHS = ("encoder", "step")
-CARD_FILE = "card.json"
-
-
-def graph_path(out_dir: str | Path, graph: str, fmt: str = "onnx") -> Path:
-    return Path(out_dir) / f"{graph}{EXPORT_FORMATS[fmt].suffix}"
-
-
 def check_options(fmt: str, fp16: bool) -> ExportFormat:
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")

@@ -10,50 +10,26 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import struct
 from pathlib import Path
 
-from streamdetect.errors import ExportError, MissingDependencyError
-from streamdetect.export.formats import CARD_FILE, GRAPHS, graph_path
+from streamdetect.engines.layout import CARD_FILE, GRAPHS, graph_path
+from streamdetect.engines.trt import (OPT_FACES, cache_key, engine_dir, engine_fp16, import_trt,  # noqa: F401
+                                      read_engine)
+from streamdetect.errors import ExportError
 from streamdetect.export.progress import timed
 
 log = logging.getLogger(__name__)
-OPT_FACES = 4  # the batch TensorRT tunes kernels for: a typical call has a handful of faces
 WORKSPACE_BYTES = 4 << 30
-
-
-def import_trt():
-    try:
-        import tensorrt as trt
-
-        trt.Builder  # noqa: B018  (PyPI stub packages import but have no Builder)
-    except (ImportError, AttributeError) as exc:
-        raise MissingDependencyError("tensorrt", "tensorrt", "TensorRT export and the tensorrt backend") from exc
-    return trt
-
-
-def cache_key(fp16: bool, max_faces: int) -> str:
-    """GPU name + TensorRT version + precision + profile: an engine is only valid for exactly these."""
-    import torch
-
-    trt = import_trt()
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "nogpu"
-    raw = f"{gpu}_trt{trt.__version__}_{'fp16' if fp16 else 'fp32'}_faces1-{min(OPT_FACES, max_faces)}-{max_faces}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw)
-
-
-def engine_dir(export_dir: str | Path, fp16: bool, max_faces: int) -> Path:
-    return Path(export_dir) / "tensorrt" / cache_key(fp16, max_faces)
 
 
 def build_engines(export_dir: str | Path, fp16: bool = False, max_faces: int = 32) -> Path:
     """Build encoder/step engines from the export's ONNX files (skipping ones already cached); return their folder."""
     export_dir = Path(export_dir)
     trt = import_trt()
-    if fp16 and not hasattr(trt.BuilderFlag, "FP16"):  # removed in TensorRT 11, which only builds strongly typed
+    if fp16 and not engine_fp16(trt, fp16):
         log.warning("TensorRT %s has no FP16 builder flag (removed in 11.x); building fp32 engines", trt.__version__)
-        fp16 = False
+    fp16 = engine_fp16(trt, fp16)
     out = engine_dir(export_dir, fp16, max_faces)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -103,16 +79,3 @@ def _build(onnx_path: Path, fp16: bool, max_faces: int) -> bytes:
     if serialized is None:
         raise ExportError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
     return bytes(serialized)
-
-
-def read_engine(path: str | Path) -> tuple[dict, bytes]:
-    """Split an engine file into its JSON header and the serialized engine."""
-    data = Path(path).read_bytes()
-    if len(data) < 4:
-        raise ExportError(f"{path} is empty or truncated; delete it so it is rebuilt")
-    (size,) = struct.unpack("<I", data[:4])
-    try:
-        header = json.loads(data[4 : 4 + size])
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ExportError(f"{path} has no StreamDetect header (not built by streamdetect export); delete it") from exc
-    return header, data[4 + size :]

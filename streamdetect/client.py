@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from streamdetect import messages
 from streamdetect.errors import StreamDetectError
-from streamdetect.sources.pyav import Backoff
+from streamdetect.retry import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ class ValidationError(ExportError):
 
 
 class EngineError(StreamDetectError):
-    """An inference backend could not be loaded or run."""
+    """An inference backend could not be loaded or run, or the device asked for is not there."""
 
 
 class MissingDependencyError(EngineError):
@@ -54,14 +54,6 @@ class UnsupportedSourceError(StreamError):
 
 class SourceOpenError(StreamError):
     """The source could not be opened: missing file, not a video, unreachable host, refused stream."""
-
-
-class SourceLost(StreamError):
-    """A live source stopped delivering frames; it is being reconnected."""
-
-
-class EndOfStream(StreamError):
-    """A finite source (a file) has delivered its last frame."""
 
 
 class ConfigError(StreamDetectError, ValueError):

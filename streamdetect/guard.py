@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import secrets
 import shutil
 import subprocess
@@ -28,6 +27,7 @@ from streamdetect import __version__
 from streamdetect.client import (AlertEvent, AuthError, ConnectionFailed, Event, HelloEvent, ScoresEvent, StatusEvent,
                                  StreamDetectClient, TrackEndEvent)
 from streamdetect.errors import StreamDetectError
+from streamdetect.retry import Backoff
 
 GUARD_TYPES = ("alert", "scores", "track_end", "status")  # scores: faces already alerting when the guard joins
 
@@ -114,11 +114,10 @@ def post_webhook(url: str, payload: dict, attempts: int = 3, timeout: float = 5.
     """POST JSON with retries (exponential backoff + jitter) on network errors, 5xx and 429; blocking, standard
     library only (call it in a thread). Returns '' on success, else the last problem."""
     body = json.dumps(payload).encode()
-    problem = ""
+    problem, pacing = "", Backoff(initial_s=backoff, max_s=float("inf"))
     for attempt in range(attempts):
         if attempt:
-            delay = backoff * 2 ** (attempt - 1)
-            time.sleep(delay / 2 + random.uniform(0, delay / 2))
+            time.sleep(pacing.delay(attempt - 1))
         request = urllib.request.Request(url, data=body, method="POST", headers={
             "Content-Type": "application/json", "User-Agent": f"streamdetect-guard/{__version__}"})
         try:

@@ -86,3 +86,86 @@ def test_pipeline_signature_documents_the_interfaces():
 
     params = inspect.signature(Pipeline.__init__).parameters
     assert list(params)[:4] == ["self", "config", "engine", "detector"]
+
+
+# -- shared helpers ---------------------------------------------------------------------------------------------
+def test_one_backoff():
+    from streamdetect import client, guard, retry
+    from streamdetect.sources import Backoff as from_sources
+    from streamdetect.sources.pyav import Backoff as from_pyav
+
+    assert from_pyav is from_sources is client.Backoff is guard.Backoff is retry.Backoff
+    b = retry.Backoff(initial_s=1.0, max_s=4.0)
+    for attempt, full in [(0, 1.0), (1, 2.0), (2, 4.0), (10, 4.0), (5000, 4.0)]:
+        assert all(full / 2 <= b.delay(attempt) <= full for _ in range(20))
+
+
+def test_one_device_rule(monkeypatch):
+    import pytest
+    import torch
+
+    from streamdetect.devices import pick_device
+    from streamdetect.engines import ort
+    from streamdetect.errors import EngineError
+    from streamdetect.training import train
+
+    assert pick_device("auto", ("cpu", "cuda")) == "cuda" and pick_device("auto", ("cpu",)) == "cpu"
+    assert pick_device("cuda:1", ("cpu", "cuda")) == "cuda:1"
+    with pytest.raises(ValueError, match="unknown torch device 'tpu'"):
+        pick_device("tpu", what="torch")
+    with pytest.raises(EngineError, match="'cuda' was asked for"):
+        pick_device("cuda", ("cpu",))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train.pick_device("auto") == torch.device("cpu")
+    with pytest.raises(EngineError, match="torch sees no CUDA GPU"):
+        train.pick_device("cuda")
+    monkeypatch.setattr(ort.import_ort(), "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert ort.pick_device("auto") == "cpu"
+    with pytest.raises(EngineError, match="GPU build"):
+        ort.pick_device("tensorrt")
+    with pytest.raises(ValueError, match="unknown ONNX Runtime device"):
+        ort.pick_device("gpu")
+
+
+# -- export depends on engines, not the reverse -------------------------------------------------------------------
+def test_engines_do_not_import_export():
+    import subprocess
+    import sys
+
+    code = ("import sys, streamdetect.engines, streamdetect.engines.registry, streamdetect.engines.ort, "
+            "streamdetect.engines.trt, streamdetect.engines.pytorch; "
+            "print([m for m in sys.modules if m.startswith('streamdetect.export') or m == 'streamdetect.loading'])")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_export_table_names_the_backends_that_load_it():
+    import dataclasses
+
+    from streamdetect import engines, loading
+    from streamdetect.engines import registry
+    from streamdetect.engines.layout import GRAPH_SUFFIXES
+    from streamdetect.export.formats import EXPORT_FORMATS, ExportFormat
+
+    assert {f.name for f in dataclasses.fields(ExportFormat)} == {"name", "backend", "fp16"}  # nothing unread
+    assert set(EXPORT_FORMATS) == set(GRAPH_SUFFIXES)
+    for fmt in EXPORT_FORMATS.values():
+        assert registry.BACKENDS[fmt.backend].runs == "export" and fmt.suffix == GRAPH_SUFFIXES[fmt.name]
+    assert engines.load_engine is registry.load_engine is loading.load_engine  # the old names still work
+
+
+def test_loading_builds_tensorrt_engines_before_the_engine_loads_them(monkeypatch, tmp_path):
+    """TensorRT is not installed on this project's machines: the order of the loader's steps is checked with stubs."""
+    from streamdetect import loading
+    from streamdetect.engines import registry
+    from streamdetect.engines.layout import CARD_FILE, GRAPHS, graph_path
+    from streamdetect.export import tensorrt
+
+    (tmp_path / CARD_FILE).write_text("{}")
+    for graph in GRAPHS:
+        graph_path(tmp_path, graph).write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(registry, "unavailable_reason", lambda name: None)
+    monkeypatch.setattr(tensorrt, "build_engines", lambda folder, **kw: calls.append(("build", folder, kw)))
+    monkeypatch.setattr(loading, "create_engine", lambda name, model, **kw: calls.append(("create", name, model, kw)))
+    loading.load_engine(tmp_path, backend="tensorrt", max_faces=8)
+    assert calls == [("build", tmp_path, {"fp16": True, "max_faces": 8}), ("create", "tensorrt", tmp_path, {"max_faces": 8})]

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from streamdetect.errors import SourceOpenError
+from streamdetect.retry import Backoff  # noqa: F401  (also importable from here, where it was defined)
 from streamdetect.sources.base import END, BufferedSource, DropPolicy, Frame, FrameBuffer, SourceState, StatusEvent
 from streamdetect.sources.spec import SourceSpec, redact
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Backoff:
-    initial_s: float = 0.5
-    max_s: float = 10.0
-    factor: float = 2.0
-    max_attempts: int | None = None  # None: live streams retry for as long as the service runs
-
-    def delay(self, attempt: int) -> float:
-        """Equal jitter: half fixed, half random, so many cameras lost together do not retry in lockstep."""
-        d = min(self.max_s, self.initial_s * self.factor ** min(attempt, 32))  # (2.0 ** 1024 overflows)
-        return d / 2 + random.uniform(0, d / 2)
 
 
 class VideoSource(BufferedSource):

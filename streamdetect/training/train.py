@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from streamdetect.devices import torch_device
 from streamdetect.model import load_checkpoint, new_model, save_checkpoint
 from streamdetect.training.config import TrainConfig
 from streamdetect.training.data import BatchSampler, ClipStore, load_clips, split_clips, validation_samples
@@ -30,11 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is visible; use device: cpu or auto")
-    return torch.device(name)
+    return torch.device(torch_device(name))  # the one device rule (streamdetect.devices)
 
 
 def sequence_loss(logits: torch.Tensor, labels: torch.Tensor, which: str) -> torch.Tensor:
