@@ -34,6 +34,10 @@ from pathlib import Path
 # ERROR/E/F lines stay.
 NOISE = re.compile(rb"^(?:(?:INFO|VERBOSE|DEBUG|WARNING): |[IW]\d{4} )")
 
+# onnxruntime's SessionOptions.log_severity_level for the face models: errors only (its warnings, e.g. about
+# unused initializers in converted graphs, say nothing a user can act on).
+ORT_SEVERITY = 3
+
 # Once-per-process native warnings that come at a moment no caller controls (see the module doc).
 ONCE_PER_PROCESS = (b"Input tensor memory is not aligned",)
 MAX_PENDING_CALLS = 2000

@@ -93,8 +93,9 @@ def served(tmp_path):
 
 def test_the_child_really_starts_with_sigint_ignored():
     """The premise of the other tests: what the child inherits (as a `cmd &` job would)."""
-    out = subprocess.run([sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"],
-                         preexec_fn=_ignore_sigint, capture_output=True, text=True, timeout=60)
+    probe = "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"
+    out = subprocess.run([sys.executable, "-c", probe], preexec_fn=_ignore_sigint, capture_output=True, text=True,
+                         timeout=60)
     assert out.stdout.strip() == "True", out
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from streamdetect.faces.crop import eye_angle
 from streamdetect.faces.types import Detection
+from streamdetect.logs import ORT_SEVERITY
 
 MODEL_FILE = "face_landmark.onnx"
 INPUT_SIZE = 192
@@ -63,6 +64,7 @@ class FaceMesh:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
+        so.log_severity_level = ORT_SEVERITY
         # Idle worker threads spin by default, which halved throughput on a 2-core machine shared with decoding.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(model or model_path(), so, providers=["CPUExecutionProvider"])

@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from streamdetect.errors import MissingDependencyError
+from streamdetect.logs import quiet_matplotlib
 from streamdetect.training.metrics import roc_auc, roc_curve
 
 __all__ = ["plot_roc", "plot_score_histograms", "plot_by_length", "plot_training_curves", "image_grid"]
@@ -24,6 +25,7 @@ _REAL_COLOR, _FAKE_COLOR = "#1f77b4", "#d62728"
 
 
 def _figure(figsize):
+    quiet_matplotlib()  # no "generated new fontManager" at INFO when its cache is (re)built
     try:
         from matplotlib.figure import Figure
     except ImportError as e:
