@@ -162,6 +162,7 @@ async def serve_until_signalled(service, on_ready=None) -> int:
     it ignored (a background job of a non-interactive shell, some supervisors). A second signal while stopping
     exits at once with 128 + its number."""
     import asyncio
+    import contextlib
     import os
     import signal
 
@@ -170,20 +171,21 @@ async def serve_until_signalled(service, on_ready=None) -> int:
 
     def on_signal(signum: int) -> None:
         name = signal.Signals(signum).name
-        if stopping.is_set():
-            print(f"{name} again: exiting now", file=sys.stderr, flush=True)
-            sys.stdout.flush()
-            os._exit(128 + signum)
-        print(f"stopping ({name})…", file=sys.stderr, flush=True)
+        again = stopping.is_set()
         stopping.set()
+        with contextlib.suppress(OSError, ValueError):  # a closed stderr must not keep the service running
+            print(f"{name} again: exiting now" if again else f"stopping ({name})…", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+        if again:
+            os._exit(128 + signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(signum, on_signal, signum)
         except (NotImplementedError, RuntimeError):  # Windows' loops have no add_signal_handler
             signal.signal(signum, lambda s, _frame: loop.call_soon_threadsafe(on_signal, s))
+    port = await service.start()  # a signal meanwhile is handled once it returns
     try:
-        port = await service.start()
         if on_ready:
             on_ready(port)
         await stopping.wait()
