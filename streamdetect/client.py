@@ -5,7 +5,8 @@
             ...
 
 Every message is checked against streamdetect/schema/messages.v1.json (with jsonschema when it is installed,
-else by the schema's required keys) and turned into a frozen dataclass; fields the client does not know are
+else by the schema's required keys) and turned into a frozen dataclass, generated from the service's own message
+dataclasses (streamdetect.messages: same fields, lists as tuples); fields the client does not know are
 ignored (the schema only ever adds fields within a version) and message types it does not know arrive as
 UnknownEvent. When the server goes away the client reconnects with exponential backoff and jitter and says so
 with ConnectionEvent("disconnected" / "connected"), so a UI can show it. A refused token raises AuthError at
@@ -53,6 +54,10 @@ class ConnectionFailed(StreamDetectError):
 
 
 # -- typed events -------------------------------------------------------------------------------------------
+# One event class per message type, made from streamdetect.messages' dataclasses; tests/test_contracts.py checks
+# both against the JSON Schema. HelloEvent(server, streams, model, ts), ScoresEvent(stream, frame, pts, latency_ms,
+# faces: tuple[FaceEvent, ...], ts), AlertEvent(..., thumbnail, ts).thumbnail_jpeg(), StatusEvent(...).latency_p95,
+# TrackEndEvent, PreviewEvent, ErrorEvent: see the message dataclasses for every field and its meaning.
 @dataclass(frozen=True)
 class Event:
     type: ClassVar[str] = ""

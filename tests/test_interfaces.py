@@ -169,3 +169,22 @@ def test_loading_builds_tensorrt_engines_before_the_engine_loads_them(monkeypatc
     monkeypatch.setattr(loading, "create_engine", lambda name, model, **kw: calls.append(("create", name, model, kw)))
     loading.load_engine(tmp_path, backend="tensorrt", max_faces=8)
     assert calls == [("build", tmp_path, {"fp16": True, "max_faces": 8}), ("create", "tensorrt", tmp_path, {"max_faces": 8})]
+
+
+def test_progress_bars_have_totals_and_stay_quiet_off_a_terminal():
+    import io
+
+    from streamdetect.training.progress import progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    quiet, shown = io.StringIO(), Terminal()
+    assert list(progress_bar([1, 2, 3], desc="x", unit="item", file=quiet)) == [1, 2, 3] and quiet.getvalue() == ""
+    with progress_bar(total=5, desc="x", unit="item", file=shown) as bar:
+        assert bar.total == 5 and not bar.disable
+        bar.update(5)
+    assert "5/5" in shown.getvalue()
+    off = progress_bar(range(4), desc="x", unit="item", enabled=False, file=Terminal())
+    assert off.disable and off.total == 4

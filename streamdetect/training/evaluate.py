@@ -76,13 +76,12 @@ def score_clip(model, crops: np.ndarray, landmarks: np.ndarray, window: int, len
 @torch.no_grad()
 def score_clips(model, clips: list[Clip], window: int = 20, sbi: bool = True, max_frames: int = 150,
                 seed: int = 1234, progress: bool = True) -> list[Scored]:
-    from tqdm import tqdm
-
+    from streamdetect.training.progress import progress_bar
     from streamdetect.training.sbi import self_blend_clip
 
     size = model.card.config.input_size
     out = []
-    for i, clip in enumerate(tqdm(clips, desc="evaluate", unit="clip", disable=not progress)):
+    for i, clip in enumerate(progress_bar(clips, desc="evaluate", unit="clip", enabled=progress)):
         folder = Path(clip.folder)
         crops = np.load(folder / f"crops_{size}.npy")[:max_frames]
         marks = np.load(folder / "landmarks.npy")[:max_frames] * size

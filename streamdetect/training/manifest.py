@@ -100,12 +100,12 @@ def fetch_manifest(manifest, out, base_url: str = "https://raw.githubusercontent
     Returns counts; raises DatasetError listing every failure after trying all rows."""
     import urllib.request
 
-    from tqdm import tqdm
+    from streamdetect.training.progress import progress_bar
 
     manifest, out = Path(manifest), Path(out)
     rows = _read_tsv(manifest, ("file",))
     counts = {"downloaded": 0, "present": 0, "failed": []}
-    for row in tqdm(rows, desc="fetch", unit="file", disable=not progress):
+    for row in progress_bar(rows, desc="fetch", unit="file", enabled=progress):
         target = out / row["file"]
         want = row.get("sha256", "").lower() or None
         if target.is_file() and (want is None or sha256_of(target) == want):

@@ -256,7 +256,7 @@ def _results(jobs, config: PrepareConfig):
 def prepare_dataset(root: str | Path, out: str | Path, layout: str = "auto", config: PrepareConfig | None = None,
                     limit: int | None = None, progress: bool = True, **reader_options) -> PrepareReport:
     """Prepare every item of a dataset into `out`; items already prepared with the same settings are skipped."""
-    from tqdm import tqdm
+    from streamdetect.training.progress import progress_bar
 
     config = config or PrepareConfig()
     root, out = Path(root), Path(out)
@@ -282,7 +282,7 @@ def prepare_dataset(root: str | Path, out: str | Path, layout: str = "auto", con
             _refresh_meta(folder / "meta.json", item)
         else:
             jobs.append((item, folder))
-    bar = tqdm(total=len(jobs), desc="prepare", unit="item", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc="prepare", unit="item", enabled=progress)
     errors = []
     for item, n, error in _results(jobs, config):
         if error:

@@ -211,10 +211,10 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def fit(self) -> dict:
-        from tqdm import tqdm
+        from streamdetect.training.progress import progress_bar
 
         cfg = self.cfg
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress)
+        bar = progress_bar(total=cfg.steps, initial=self.step, desc="train", unit="step", enabled=self.progress)
         losses, started, seen = [], time.perf_counter(), 0
         last = {}
         while self.step < cfg.steps:
