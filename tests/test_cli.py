@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from streamdetect.model import read_card
+from tests.support import processes
 
 
 def command(*args) -> list[str]:
@@ -17,7 +18,8 @@ def command(*args) -> list[str]:
 
 
 def run(*args, cwd=None, env=None):
-    return subprocess.run(command(*args), capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    """Run the command to the end; on a timeout it is killed with everything it started, then the test fails."""
+    return processes.run(command(*args), timeout=600, cwd=cwd, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +93,15 @@ def test_serve_runs_the_bundled_sample_and_stops_cleanly(small_export):
 
     from websockets.asyncio.client import connect
 
-    proc = subprocess.Popen(command("serve", "--port", "0", "--model", str(small_export)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        banner = proc.stdout.readline() + proc.stdout.readline()
+    # Its own process group, so the server and anything it starts die with the test: stopped with SIGINT (the
+    # graceful path under test), killed as a group if it hangs or an assertion fails first.
+    with processes.child(command("serve", "--port", "0", "--model", str(small_export)), sig=signal.SIGINT, grace=30,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
+        out, err = processes.Pumped(proc.stdout), processes.Pumped(proc.stderr)
+        banner = out.readline(300) + out.readline(60)  # the first start may export and load models on a busy box
         match = re.search(r"ws://127\.0\.0\.1:(\d+)/ws", banner)
-        assert "serving sample" in banner and match, banner
+        assert "serving sample" in banner and match, banner + err.text(1)[-2000:]
 
         async def listen():
             async with connect(f"ws://127.0.0.1:{match.group(1)}/ws") as ws:
@@ -112,8 +117,10 @@ def test_serve_runs_the_bundled_sample_and_stops_cleanly(small_export):
 
         types, faces = asyncio.run(listen())
         assert {"hello", "status", "scores"} <= types and faces == 1
-    finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err[-2000:]
-    assert "Traceback" not in err
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"serve did not stop within 60 s of SIGINT: {err.text(1)[-2000:]}")
+    assert code == 0, err.text()[-2000:]
+    assert "Traceback" not in err.text()

@@ -12,7 +12,7 @@ from streamdetect.errors import DatasetError
 from streamdetect.training.prepare import PrepareConfig, prepare_dataset, read_manifest
 from streamdetect.service import sample_clip
 from tests.conftest import FFPP_FAKE, FFPP_REAL, make_clip, shared_clip
-from tests.support.clips import FACE_GONE, sample_excerpt
+from tests.support.clips import FACE_AWAY, sample_excerpt
 
 
 def face_clip(path, frames=12, flip=False):
@@ -88,11 +88,12 @@ def test_prepare_in_parallel_at_two_sizes(folder_dataset, tmp_path):
 @pytest.fixture(params=["sample", "ffpp"])
 def real_and_fake(request, tmp_path):
     """(real clip, fake clip, the fake's method, frames of the real clip that have no face).
-    sample: the bundled clip itself (720p, 12 s; the face is out of frame on frames 160-200) and a mirrored,
-    re-encoded excerpt of it standing in for a fake. ffpp: a FaceForensics++ original and a Deepfakes clip made
+    sample: the bundled clip itself (720p, 12 s; the face is partly or wholly out of frame on frames 154-204) and
+    a mirrored, re-encoded excerpt of it standing in for a fake. ffpp: a FaceForensics++ original and a Deepfakes clip made
     from it (shared research data, read in place through links, never copied)."""
     if request.param == "sample":
-        return sample_clip(), sample_excerpt(tmp_path / "sample_mirrored.mp4", frames=150, flip=True), "Mirror", FACE_GONE
+        mirrored = sample_excerpt(tmp_path / "sample_mirrored.mp4", frames=150, flip=True)
+        return sample_clip(), mirrored, "Mirror", FACE_AWAY
     return shared_clip(FFPP_REAL), shared_clip(FFPP_FAKE), "Deepfakes", range(0)
 
 

@@ -82,9 +82,9 @@ def test_scores_status_filters_and_schema(engine, detector, face_video, tmp_path
                 hello = valid(json.loads(await everything.recv()))
                 assert hello["type"] == "hello" and hello["streams"] == ["face", "blank"]
                 assert valid(json.loads(await filtered.recv()))["type"] == "hello"
-                ready = lambda ms: len(face_scores(ms, "face")) >= 10 and online(ms, "face", "blank")  # noqa: E731
-                got_all, got_filtered = await asyncio.gather(
-                    collect(everything, 60, ready), collect(filtered, 60, lambda ms: len(face_scores(ms, "face")) >= 10))
+                scored = lambda ms: len(face_scores(ms, "face")) >= 10  # noqa: E731
+                ready = lambda ms: scored(ms) and online(ms, "face", "blank")  # noqa: E731
+                got_all, got_filtered = await asyncio.gather(collect(everything, 60, ready), collect(filtered, 60, scored))
                 # change the subscription at run time; a malformed message gets an error, not a disconnect
                 await filtered.send(json.dumps({"type": "subscribe", "streams": None, "types": ["status"]}))
                 await filtered.send("{not json")

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import signal
 import subprocess
+import threading
 from contextlib import asynccontextmanager, contextmanager
 
 
@@ -81,3 +83,32 @@ async def async_child(*cmd, sig: int = signal.SIGTERM, grace: float = 10, **kw):
         finally:
             kill_group(proc.pid)
             await proc.wait()
+
+
+class Pumped:
+    """A child's text pipe read by a thread, so a chatty child never stalls on a full pipe and a test can wait
+    for a line with a timeout (a plain readline() would wait forever on a hung child)."""
+
+    def __init__(self, stream):
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._text: list[str] = []
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self._text.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def readline(self, timeout: float) -> str:
+        """The next line ('' at the end of the stream); TimeoutError when none comes in `timeout` s."""
+        try:
+            return self._lines.get(timeout=timeout) or ""
+        except queue.Empty:
+            raise TimeoutError(f"no output line within {timeout} s") from None
+
+    def text(self, timeout: float = 10) -> str:
+        """Everything read, after waiting up to `timeout` s for the end of the stream."""
+        self._thread.join(timeout)
+        return "".join(self._text)
