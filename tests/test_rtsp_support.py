@@ -59,7 +59,7 @@ class Reader(threading.Thread):
             self.outcome = e
         self.ended_at = time.monotonic()
 
-    def wait_frames(self, n, timeout=10):
+    def wait_frames(self, n, timeout=30):  # a bound on failure only
         deadline = time.monotonic() + timeout
         while self.frames < n and time.monotonic() < deadline and self.is_alive():
             time.sleep(0.05)
@@ -67,12 +67,11 @@ class Reader(threading.Thread):
 
 
 def test_reads_live_frames_at_real_time_pace(rtsp):
-    t0 = time.monotonic()
-    frames, times = read_frames(rtsp.url("/cam1"), 75)
+    frames, times = read_frames(rtsp.url("/cam1"), 75)  # OPEN's timeouts (5 s) fail a stream that never starts
     assert frames[0].shape == (240, 320, 3)
-    assert times[0] - t0 < 5, "first frame too late"
     assert not np.array_equal(frames[30], frames[31]), "pattern should move"
-    # Frames buffered while the stream was probed arrive in a burst; after that they come at ~30 fps.
+    # Frames buffered while the stream was probed arrive in a burst; after that they come at ~30 fps: 30 frames
+    # take ~1 s. A lower bound only, so a slow (loaded) machine cannot break it: it can only make them later.
     assert times[74] - times[44] > 0.6
 
 
@@ -81,23 +80,19 @@ def test_restart_same_url_reads_again(rtsp):
     assert len(read_frames(url, 30)[0]) == 30
     rtsp.restart()
     assert rtsp.url("/cam1") == url
-    t0 = time.monotonic()
-    assert len(read_frames(url, 30)[0]) == 30
-    assert time.monotonic() - t0 < 5
+    assert len(read_frames(url, 30)[0]) == 30  # within OPEN's timeouts
 
 
 def test_reader_during_restart_gets_eof_then_reconnects(rtsp):
     url = rtsp.url("/cam1")
-    reader = Reader(url)
+    reader = Reader(url, timeout=(5, 120))  # a read timeout far beyond the join below: only the server's going ends it
     reader.start()
     reader.wait_frames(10)
-    stopped = time.monotonic()
     rtsp.restart(downtime=1.0)
-    reader.join(timeout=10)
+    reader.join(timeout=60)
     assert not reader.is_alive(), "reader hung across a server restart"
-    # PyAV/FFmpeg reports a closed RTSP/TCP connection as a plain end of stream (or an error), quickly.
+    # PyAV/FFmpeg reports a closed RTSP/TCP connection as a plain end of stream (or an error), not as a read timeout.
     assert reader.outcome == "eof" or isinstance(reader.outcome, av.error.FFmpegError)
-    assert reader.ended_at - stopped < 3
     assert len(read_frames(url, 30)[0]) == 30
 
 

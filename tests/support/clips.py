@@ -17,7 +17,7 @@ import numpy as np
 
 from streamdetect.service import sample_clip
 
-FACE_GONE = range(160, 201)  # sample frames with the face entirely out of frame (samples/README.md)
+FACE_AWAY = range(154, 205)  # sample frames with the face partly (154-159, 201-204) or wholly out of frame (README)
 
 
 def sample_frames(count: int, start: int = 0) -> Iterator[np.ndarray]:

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support import processes
+from tests.support.processes import kill_group
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
 APT_PACKAGES = ("gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi python3-gst-1.0 "
@@ -48,7 +51,7 @@ def _probe() -> str | None:
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         return f"{SYSTEM_PYTHON} not found (RTSP server needs system python3 + {hint})"
     try:
-        r = subprocess.run([SYSTEM_PYTHON, "-c", _PROBE], capture_output=True, text=True, timeout=30)
+        r = processes.run([SYSTEM_PYTHON, "-c", _PROBE], timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"cannot probe GStreamer RTSP server: {e}"
     if r.returncode != 0:
@@ -112,8 +115,10 @@ class RtspServer:
         cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port)]
         cmd += [f"--mount={m}={p}" for m, p in self.mounts.items()]
         self._lines = queue.Queue()
-        # stdin stays open as a lifeline: the server exits when it closes (i.e. when this process dies).
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        # stdin stays open as a lifeline: the server exits when it closes (i.e. when this process dies). Its own
+        # session makes it a process group that stop() can end as a whole.
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                     start_new_session=True)
         threading.Thread(target=self._pump, args=(self.proc.stdout, self._lines), daemon=True).start()
         try:
             self.port = int(self._expect("READY").split()[1])
@@ -140,13 +145,8 @@ class RtspServer:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        try:
-            proc.send_signal(signal.SIGCONT)  # in case it was paused
-            proc.terminate()
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        kill_group(proc.pid, signal.SIGCONT)  # in case it was paused
+        processes.stop(proc, signal.SIGTERM, grace=5)  # then SIGKILL for the whole group, whatever happened
         for f in (proc.stdin, proc.stdout):
             try:
                 f.close()
