@@ -12,7 +12,8 @@ import numpy as np
 from tqdm import tqdm
 
 from streamdetect import hardware
-from streamdetect.engines import available_backends, load_engine
+from streamdetect.engines import available_backends
+from streamdetect.loading import load_engine
 from streamdetect.engines.registry import cache_dir
 from streamdetect.errors import StreamDetectError
 

@@ -82,11 +82,11 @@ def run_case(engine, detector, streams: int, faces: int, seconds: float, warmup:
 
     pipeline = Pipeline(config, engine, detector, lambda m: None, on_frame).start()
     time.sleep(warmup)
-    start, dropped0 = time.monotonic(), sum(w.source.buffer.dropped for w in pipeline.workers)
+    start, dropped0 = time.monotonic(), sum(w.source.dropped for w in pipeline.workers)
     decoded0 = sum(w.source.decoded for w in pipeline.workers)
     time.sleep(seconds)
     end = time.monotonic()
-    dropped = sum(w.source.buffer.dropped for w in pipeline.workers) - dropped0
+    dropped = sum(w.source.dropped for w in pipeline.workers) - dropped0
     decoded = sum(w.source.decoded for w in pipeline.workers) - decoded0
     pipeline.stop()
     window = [s for s in samples if start <= s[0] < end]
@@ -97,7 +97,7 @@ def run_case(engine, detector, streams: int, faces: int, seconds: float, warmup:
 
 
 def run_bench_live(model, backends, faces=(1, 2, 4, 8), streams=(1, 2, 3, 4), seconds: float = 10.0) -> list[LiveResult]:
-    from streamdetect.engines import load_engine
+    from streamdetect.loading import load_engine
     from streamdetect.faces.detector import MediaPipeFaceDetector
 
     cases = [(1, f) for f in faces] + [(s, 1) for s in streams if s > 1]

@@ -36,7 +36,7 @@ def default_model() -> Path:
 
 def load_runtime(config: ServiceConfig, engine=None, detector=None):
     """Engine and face detector for a config (shared by `serve` and `scan`); given ones are kept."""
-    from streamdetect.engines import load_engine
+    from streamdetect.loading import load_engine
     from streamdetect.faces.detector import MediaPipeFaceDetector
 
     if engine is None:
