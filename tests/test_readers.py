@@ -12,7 +12,7 @@ from streamdetect.training.readers import (
     LAYOUTS, MediaItem, detect_layout, method_family, read_celebdf, read_dataset, read_dfdc,
     read_faceforensics, read_folders, read_shared, split_by_identity,
 )
-from tests.conftest import DATA
+from tests.conftest import DATA, shared_data_absent
 
 
 def touch(root: Path, *names: str) -> None:
@@ -345,7 +345,7 @@ def test_split_by_identity_follows_existing_splits():
 
 def test_shared_research_data():
     if not (DATA / "MANIFEST.tsv").is_file():
-        pytest.skip(f"{DATA} is absent: the shared research data is not mounted on this machine")
+        pytest.skip(shared_data_absent(DATA))
     items = read_dataset(DATA)
     assert detect_layout(DATA) == "shared" and len(items) == 513
     ffpp_fakes = [i for i in items if i.label == 1 and i.source_dataset == "FaceForensics++"]
