@@ -78,14 +78,15 @@ class EventsConfig:
     clip_before_s: float = 5.0  # evidence clip: seconds before the alert ...
     clip_after_s: float = 5.0  # ... and after it
     clip_width: int = 640  # clips are downscaled to at most this width (decoded, annotated frames)
+    clip_fps: float = 15.0  # frames kept for clips per stream and second (each costs a resize and a JPEG encode)
     max_age_days: float = 30.0  # retention: older events are deleted with their files
     max_disk_mb: float = 2000.0  # retention: oldest events go first when the folder grows past this
     replay: int = 50  # recent alerts a new WebSocket subscriber receives from the store
     retention_every_s: float = 60.0  # how often retention runs while the service runs
 
     def __post_init__(self):
-        if self.clip_before_s < 0 or self.clip_after_s < 0 or self.clip_width < 16:
-            raise ValueError("events: clip_before_s and clip_after_s must be >= 0, clip_width >= 16")
+        if self.clip_before_s < 0 or self.clip_after_s < 0 or self.clip_width < 16 or self.clip_fps <= 0:
+            raise ValueError("events: clip_before_s and clip_after_s must be >= 0, clip_width >= 16, clip_fps > 0")
         if self.max_age_days <= 0 or self.max_disk_mb <= 0 or self.replay < 0 or self.retention_every_s <= 0:
             raise ValueError("events: max_age_days, max_disk_mb and retention_every_s must be > 0, replay >= 0")
         if self.database is not None and not self.database.startswith(("postgresql://", "postgres://")):

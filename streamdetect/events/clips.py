@@ -31,13 +31,17 @@ class ClipFrame:
 class FrameRing:
     """Recent frames of every stream, appended by the processing thread, read by the recorder's thread."""
 
-    def __init__(self, seconds: float, width: int):
-        self.seconds, self.width = seconds, width
+    def __init__(self, seconds: float, width: int, fps: float = 15.0):
+        self.seconds, self.width, self.interval = seconds, width, 1.0 / fps
         self._frames: dict[str, deque[ClipFrame]] = {}
+        self._last: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def add(self, stream: str, rgb: np.ndarray, faces, ts: float | None = None) -> None:
         ts = time.time() if ts is None else ts
+        if ts - self._last.get(stream, -1e9) < self.interval * 0.9:  # at most `fps` frames kept: the rest cost nothing
+            return
+        self._last[stream] = ts
         h, w = rgb.shape[:2]
         scale = min(1.0, self.width / w)
         size = (round(w * scale) // 2 * 2, round(h * scale) // 2 * 2)  # H.264 wants even sizes

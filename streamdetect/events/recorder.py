@@ -72,7 +72,7 @@ class EventRecorder:
         for leftover in self.clips_dir.glob("*.part"):  # half-written clips of a killed process
             leftover.unlink(missing_ok=True)
         self.report_error = report_error  # publishes an error message to subscribers
-        self.ring = FrameRing(config.clip_before_s + 2 * FLUSH_EVERY_S, config.clip_width)
+        self.ring = FrameRing(config.clip_before_s + 2 * FLUSH_EVERY_S, config.clip_width, config.clip_fps)
         self.recent = deque(self.store.recent_alerts(config.replay), maxlen=max(1, config.replay))
         self._queue: queue.Queue = queue.Queue()
         self._open: dict[tuple[str, int], OpenEvent] = {}
