@@ -1,0 +1,249 @@
+"""Cluster mode on one machine: a two-node ray.cluster_utils.Cluster, a real redis-server, the bundled sample clip
+as four live streams, a gateway serving the ordinary WebSocket messages. One shared cluster (module scope) so
+the whole file stays around two minutes; everything is shut down in teardown, also on failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray")
+redis = pytest.importorskip("redis")
+
+from websockets.asyncio.client import connect  # noqa: E402
+
+from streamdetect.cluster import NAMESPACE, checkpoint  # noqa: E402
+from streamdetect.cluster.director import connect_ray, start_director  # noqa: E402
+from streamdetect.cluster.gateway import Gateway  # noqa: E402
+from streamdetect.cluster.store import ClusterError, Keys, connect as redis_connect  # noqa: E402
+from streamdetect.config import EventsConfig, ServerConfig, ServiceConfig  # noqa: E402
+from streamdetect.service import sample_clip  # noqa: E402
+from tests.support.redis_server import REDIS_SERVER, RedisServer  # noqa: E402
+
+pytestmark = [pytest.mark.timeout(600), pytest.mark.skipif(not os.path.exists(REDIS_SERVER),
+                                                           reason="needs redis-server (apt-get install redis-server)")]
+
+STREAMS = ("cam1", "cam2", "cam3", "cam4")
+PREFIX = "sdtest"
+# Node death noticed in ~1.5-2.5 s instead of ~15 s (Ray's defaults): the GCS reads these at start.
+FAST_HEALTH = {"RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "3",
+               "RAY_health_check_timeout_ms": "500", "RAY_health_check_initial_delay_ms": "500"}
+
+
+class Env:
+    pass
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    from ray.cluster_utils import Cluster
+
+    folder = tmp_path_factory.mktemp("cluster")
+    saved = {k: os.environ.get(k) for k in [*FAST_HEALTH, "STREAMDETECT_CACHE", "XDG_DATA_HOME"]}
+    os.environ.update(FAST_HEALTH, STREAMDETECT_CACHE=str(folder / "cache"), XDG_DATA_HOME=str(folder / "data"))
+    e = Env()
+    e.redis_server, e.cluster, e.director = RedisServer(folder / "redis"), None, None
+    try:
+        e.redis_server.start()
+        e.redis = redis_connect(e.redis_server.url)
+        t0 = time.monotonic()
+        e.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+        e.node_b = e.cluster.add_node(num_cpus=2)
+        e.cluster.wait_for_nodes()
+        connect_ray(e.cluster.address)
+        e.head_id = ray.get_runtime_context().get_node_id()
+        e.config = ServiceConfig(server=ServerConfig(scores_hz=10.0, preview_hz=1.0, thumbnails=False),
+                                 events=EventsConfig(enabled=False))
+        e.director = start_director(e.redis_server.url, PREFIX, config=e.config, streams_per_group=2, wait_ms=4.0)
+        for name in STREAMS:
+            ray.get(e.director.add_stream.remote(str(sample_clip()), name, realtime=True, loop=True), timeout=180)
+        e.startup_s = time.monotonic() - t0
+        yield e
+    finally:
+        try:
+            if e.director is not None:
+                ray.get(e.director.shutdown.remote(), timeout=60)
+                ray.kill(e.director, no_restart=True)
+        except Exception:
+            pass
+        if ray.is_initialized():
+            ray.shutdown()
+        if e.cluster is not None:
+            e.cluster.shutdown()
+        e.redis_server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_unreachable_redis_and_ray_are_clear_errors():
+    with pytest.raises(ClusterError, match="cannot reach Redis at redis://127.0.0.1:1/0"):
+        redis_connect("redis://127.0.0.1:1/0", timeout=1)
+    with pytest.raises(ClusterError, match="cannot reach Redis"):
+        asyncio.run(Gateway("redis://127.0.0.1:1/0").start())
+    if not ray.is_initialized():  # (the module's cluster may already be connected: then only the parse path)
+        with pytest.raises(ClusterError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
+            connect_ray("127.0.0.1:1")
+
+
+def test_streams_spread_over_both_nodes(env):
+    streams = ray.get(env.director.streams.remote(), timeout=30)
+    assert set(streams) == set(STREAMS)
+    nodes = {row["node"] for row in streams.values()}
+    assert nodes == {env.head_id, env.node_b.node_id}, streams
+    assert all("error" not in row for row in streams.values()), streams
+
+
+async def _collect(ws, into: list, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            text = await asyncio.wait_for(ws.recv(), 0.2)
+        except asyncio.TimeoutError:
+            continue
+        into.append((time.monotonic(), text, json.loads(text)))
+
+
+def _scores(received, stream):
+    return [(t, m["frame"]) for t, _, m in received if m["type"] == "scores" and m["stream"] == stream]
+
+
+def test_node_killed_streams_resume_with_face_state_and_no_duplicates(env):
+    keys = Keys(PREFIX)
+    streams = ray.get(env.director.streams.remote(), timeout=30)
+    on_b = sorted(n for n, row in streams.items() if row["node"] == env.node_b.node_id)
+    assert on_b, streams
+
+    seen: dict[str, dict[int, bytes]] = {n: {} for n in on_b}  # every checkpoint version written, by seq
+    watching = threading.Event()
+
+    def watch_checkpoints():
+        r = redis_connect(env.redis_server.url)
+        while not watching.is_set():
+            for n in on_b:
+                blob = r.get(keys.ckpt(n))
+                if blob:
+                    seen[n].setdefault(checkpoint.load(blob)["seq"], blob)
+            time.sleep(0.02)
+
+    async def scenario():
+        gateway = Gateway(env.redis_server.url, PREFIX, env.config, host="127.0.0.1", port=0)
+        port = await gateway.start()
+        received: list = []
+        stop = asyncio.Event()
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                hello = json.loads(await ws.recv())
+                assert hello["type"] == "hello" and set(hello["streams"]) == set(STREAMS), hello
+                task = asyncio.create_task(_collect(ws, received, stop))
+                # every stream scores before the kill, and B's checkpoints hold faces (the clip has a face-free stretch)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    faces = [checkpoint.load(seen[n][max(seen[n])])["faces"] for n in on_b if seen[n]]
+                    if all(_scores(received, s) for s in STREAMS) and len(faces) == len(on_b) and all(faces):
+                        break
+                    await asyncio.sleep(0.1)
+                assert all(_scores(received, s) for s in STREAMS), "not every stream scored before the kill"
+                t_kill, wall_kill = time.monotonic(), time.time()
+                await asyncio.to_thread(env.cluster.remove_node, env.node_b, False)  # SIGKILL node B
+                deadline = t_kill + 30
+                while time.monotonic() < deadline:
+                    bases = await asyncio.to_thread(
+                        lambda: [ray.get(env.director.restored.remote(n), timeout=10) for n in on_b])
+                    if all(b and any(f >= b["base"] for _, f in _scores(received, n)) for n, b in zip(on_b, bases)):
+                        break
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(2.0)  # a little more traffic after the resume, to catch any duplicate
+                stop.set()
+                await task
+            # a late subscriber: the latest status and scores of every stream come first
+            async with connect(f"ws://127.0.0.1:{port}/ws") as late:
+                assert json.loads(await late.recv())["type"] == "hello"
+                first = []
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 0.5:
+                    try:
+                        first.append(json.loads(await asyncio.wait_for(late.recv(), 0.5)))
+                    except asyncio.TimeoutError:
+                        break
+            return received, wall_kill, t_kill, first, gateway.duplicates
+        finally:
+            await gateway.stop()
+
+    watcher = threading.Thread(target=watch_checkpoints, daemon=True)
+    watcher.start()
+    try:
+        received, wall_kill, t_kill, first, duplicates = asyncio.run(scenario())
+    finally:
+        watching.set()
+        watcher.join(5)
+
+    # B's streams are back on the head node within 5 s of the kill: the first scores of the resumed run (its frame
+    # numbers start at `base`, after everything the dead run published) reach the client within 5 s
+    restored = {n: ray.get(env.director.restored.remote(n), timeout=10) for n in on_b}
+    assert all(restored.values()), f"not every stream resumed from a checkpoint: {restored}"
+    resumed = {n: min(t for t, f in _scores(received, n) if f >= restored[n]["base"]) - t_kill for n in on_b}
+    print(f"\nresumed after node kill (s): {resumed}; gateway dropped {duplicates} duplicate frames")
+    assert all(dt < 5.0 for dt in resumed.values()), resumed
+    streams = ray.get(env.director.streams.remote(), timeout=30)
+    assert all(row["node"] == env.head_id for row in streams.values()), streams
+    failovers = ray.get(env.director.failover_log.remote())
+    print(f"failover noticed {failovers[-1]['at'] - failovers[-1]['took_s'] - wall_kill:.2f} s after the kill, "
+          f"streams moved in {failovers[-1]['took_s']:.2f} s")
+    assert failovers and sorted(failovers[-1]["streams"]) == on_b, failovers
+
+    # the restored state is exactly the last checkpoint the dead node wrote (per face: (h, c), windows, verdicts)
+    for n in on_b:
+        old_run = [seq for seq in seen[n] if seq <= restored[n]["seq"]]
+        assert restored[n]["seq"] == max(old_run), (restored[n]["seq"], sorted(seen[n]))
+        last = checkpoint.load(seen[n][restored[n]["seq"]])
+        assert restored[n]["frame"] == last["frame"]
+        assert restored[n]["faces"] == checkpoint.face_states(last["faces"])
+        assert restored[n]["faces"], f"{n}: the checkpoint held no face"
+
+    # no message delivered twice: frame numbers only grow per stream, and no text arrives twice
+    texts = [text for _, text, _ in received]
+    assert len(texts) == len(set(texts))
+    for s in STREAMS:
+        frames = [f for _, f in _scores(received, s)]
+        assert frames == sorted(set(frames)), (s, frames)
+
+    # a late subscriber gets every stream's latest status and scores first
+    kinds = {(m["type"], m.get("stream")) for m in first}
+    for s in STREAMS:
+        assert ("status", s) in kinds and ("scores", s) in kinds, (s, kinds)
+
+
+def test_scorer_batches_faces_from_many_streams(env):
+    stats = ray.get(env.director.scorer_stats.remote(), timeout=30)
+    print(f"\nscorer: {stats}")
+    assert stats[0]["encode"]["calls"] > 0
+    assert stats[0]["encode"]["max_rows"] > 1 and stats[0]["encode"]["max_requests"] > 1, stats
+
+
+def test_stream_that_cannot_open_reports_offline_and_others_keep_running(env):
+    keys = Keys(PREFIX)
+    ray.get(env.director.add_stream.remote("/nonexistent/missing.mp4", "broken"), timeout=120)
+    try:
+        deadline = time.monotonic() + 30
+        offline = None
+        while time.monotonic() < deadline and offline is None:
+            for _, fields in env.redis.xrange(keys.msgs("broken")):
+                m = json.loads(fields[b"j"])
+                if m["type"] == "status" and m["state"] == "offline":
+                    offline = m
+            time.sleep(0.2)
+        assert offline is not None and offline["detail"], "no offline status for a stream that cannot open"
+        last = {s: env.redis.xrevrange(keys.msgs(s), count=1)[0][0] for s in STREAMS}
+        time.sleep(1.0)
+        for s in STREAMS:  # the others keep publishing
+            assert env.redis.xrevrange(keys.msgs(s), count=1)[0][0] != last[s], s
+    finally:
+        ray.get(env.director.remove_stream.remote("broken"), timeout=60)
