@@ -191,12 +191,10 @@ class Director:
             for gid in dead:
                 t0, node = time.monotonic(), self.nodes.get(gid)
                 streams = self._drop_group(gid)
-                targets = []
-                for name in streams:
-                    if not self.redis.hexists(self.keys.wanted, name):
-                        continue
+                wanted = [n for n in streams if self.redis.hexists(self.keys.wanted, n)]
+                for name in wanted:
                     self._status(name, "reconnecting", f"node {str(node)[:12]} lost; resuming on another node")
-                    targets.append(self._place(name, warm=True, exclude={node} if node else set()))
+                targets = self._place_many(wanted, exclude={node} if node else set())
                 record = {"group": gid, "node": node, "streams": streams, "to": targets, "at": time.time(),
                           "took_s": round(time.monotonic() - t0, 3)}
                 self.failovers.append(record)
@@ -207,6 +205,38 @@ class Director:
                 if name not in placed:
                     self._place(name)
         return moved
+
+    def _place_many(self, names: list[str], exclude: set[str]) -> list[dict]:
+        """Failover: start all of a lost group's streams at once on warm groups, one by one where that fails."""
+        import ray
+
+        started, out = {}, []
+        for name in names:
+            try:
+                gid, node = self._choose(exclude, warm=True)
+            except ClusterError:
+                break
+            if gid is None:
+                break  # no live group: cold starts, one by one below
+            self.redis.sadd(self.keys.group(gid), name)
+            self.redis.hset(self.keys.place, name, gid)
+            started[name] = (gid, self.groups[gid].add_stream.remote(name))
+        for name, (gid, ref) in started.items():
+            try:
+                info = ray.get(ref, timeout=GROUP_START_S)
+                self.nodes[gid] = info["node"]
+                out.append({"stream": name, "group": gid, "node": info["node"]})
+            except Exception as exc:
+                log.warning("%s: group %s failed to resume it: %s", name, gid, exc)
+                self._unassign(name, gid)
+        done = {o["stream"] for o in out}
+        for name in names:
+            if name not in done:
+                try:
+                    out.append(self._place(name, warm=True, exclude=exclude))
+                except ClusterError as exc:
+                    log.warning("%s: %s", name, exc)
+        return out
 
     def _place(self, name: str, warm: bool = False, exclude: set[str] = frozenset()) -> dict:
         """Start a wanted stream on a group, retrying once on another node; a status message says what failed."""
@@ -289,7 +319,10 @@ class Director:
         gid = text(self.redis.hget(self.keys.place, name))
         if gid is None or self.groups.get(gid) is None:
             return None
-        return ray.get(self.groups[gid].restored.remote(name), timeout=10)
+        try:
+            return ray.get(self.groups[gid].restored.remote(name), timeout=10)
+        except Exception:  # its group is being replaced
+            return None
 
     def failover_log(self) -> list[dict]:
         return list(self.failovers)
