@@ -38,9 +38,11 @@ class FacesConfig:
     min_score: float = 0.5
     detect_every: int = 3  # run the detector every k frames; the tracker predicts in between
     tiles: int | str = "auto"  # N x N tiled detection for small faces; auto: 2 for frames >= 720 px tall
-    tile_every: int = 15  # tiled passes are costly: run them every k frames (new small faces appear rarely)
+    tile_every: int = 30  # each tile is looked at about every k frames: tiles only discover new small faces
+    # (tracked small faces are looked for around their track at every detector run; see faces/stage.py)
     min_face_px: int = 40
     max_missed: int = 5  # detector runs a track may miss before it ends
+    skip_steady: bool = True  # skip every other detector run while all faces are where the tracker predicts
 
     def __post_init__(self):
         if self.detect_every < 1 or self.tile_every < 1:

@@ -26,6 +26,7 @@ from streamdetect.errors import StreamError
 from streamdetect.faces.crop import align_crop, landmarks_in_crop
 from streamdetect.faces.detector import FaceDetector
 from streamdetect.faces.quality import QualityThresholds, quality_flags
+from streamdetect.faces.stage import FaceStage
 from streamdetect.faces.tracker import FaceTracker
 from streamdetect.faces.types import Track
 from streamdetect.scoring import TrackScorer, Verdict
@@ -110,6 +111,7 @@ class Pipeline:
         self.cfg, self.engine, self.detector, self.publish = config, engine, detector, publish
         self.on_frame = on_frame  # (frame, [FaceScore]) after each processed frame: annotation, previews
         self.quality = QualityThresholds(min_face_px=config.faces.min_face_px)
+        self.face_stage = FaceStage(detector, config.faces)  # which detector passes run on each frame
         self._ready = threading.Event()
         self._stop = threading.Event()
         self.workers: list[StreamWorker] = []
@@ -222,12 +224,8 @@ class Pipeline:
                 self.publish(msg.Error(f"{w.name}: frame {frame.index} could not be published: {exc}"))
 
     def _faces(self, w: StreamWorker, frame) -> list[FaceJob]:
-        fc = self.cfg.faces
-        if w.frames % fc.detect_every == 0:
-            tiled = (w.frames // fc.detect_every) % max(1, fc.tile_every // fc.detect_every) == 0
-            update = w.tracker.update(self.detector.detect(frame.rgb, tiled=tiled))
-        else:
-            update = w.tracker.predict_only()
+        # Streams are staggered by their index: with 4 streams the detector runs on different rounds.
+        update = self.face_stage.step(frame.rgb, w.tracker, w.frames, phase=self.workers.index(w))
         w.frames += 1
         for track_id in update.ended:
             self._end_track(w, track_id)

@@ -152,6 +152,11 @@ class FaceTracker:
             t.advance()
         return TrackUpdate(self._active(), ())
 
+    def expected(self) -> list[tuple[int, Box, bool]]:
+        """(id, box, confirmed) of every live track where the next `update` looks for it (its predicted box);
+        faces.stage asks for these to look for small faces around them."""
+        return [(t.track_id, _box(t.predicted()), t.confirmed) for t in self._tracks]
+
     def reset(self) -> tuple[int, ...]:
         """End every track (stream reconnect); returns the ended ids. Ids are not reused afterwards."""
         ended = tuple(t.track_id for t in self._tracks if t.confirmed)
