@@ -10,7 +10,7 @@ import numpy as np
 from streamdetect.devices import pick_device as _pick_device
 from streamdetect.engines.base import Engine
 from streamdetect.errors import EngineError, MissingDependencyError
-from streamdetect.engines.layout import CARD_FILE, graph_path
+from streamdetect.engines.layout import CARD_FILE, PRECISIONS, graph_path, int8_graph_path, int8_graphs, read_int8
 from streamdetect.model.card import ModelCard
 
 PROVIDERS = {
@@ -59,18 +59,46 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
         raise EngineError(f"ONNX Runtime could not load {path}: {exc}") from exc
 
 
+def graph_precisions(export_dir: str | Path, device: str = "cpu", precision: str = "auto") -> dict[str, str]:
+    """graph -> "fp32" | "int8": which file OnnxRuntimeEngine loads for each graph.
+
+    auto: what the export folder's int8.json chose (streamdetect.export.quantize measured parity, AUC and speed on
+    a CPU), on CPU only; FP32 when there is no int8.json, it prefers FP32, or the device is a GPU (the INT8 graphs
+    are QDQ graphs tuned and measured for the CPU provider). int8: the INT8 encoder whatever int8.json says (and
+    the INT8 step graph where int8.json chose it); fp32: the FP32 graphs."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    chosen = {g: "fp32" for g in ("encoder", "step")}
+    if precision == "auto" and device == "cpu":
+        chosen.update({g: "int8" for g in int8_graphs(export_dir)})
+    elif precision == "int8":
+        if not int8_graph_path(export_dir, "encoder").is_file():
+            raise EngineError(f"{export_dir} has no INT8 encoder ({int8_graph_path(export_dir, 'encoder').name}); make one "
+                              f"with streamdetect.export.quantize.export_int8, or load it with precision='fp32'")
+        chosen["encoder"] = "int8"
+        report = read_int8(export_dir) or {}
+        if report.get("graphs", {}).get("step") == "int8" and int8_graph_path(export_dir, "step").is_file():
+            chosen["step"] = "int8"
+    return chosen
+
+
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
 
-    def __init__(self, export_dir: str | Path, device: str = "auto", threads: int | None = None, fp16: bool = False):
+    def __init__(self, export_dir: str | Path, device: str = "auto", threads: int | None = None, fp16: bool = False,
+                 precision: str = "auto"):
         export_dir = Path(export_dir)
         device = pick_device(device)
-        self.encoder = make_session(graph_path(export_dir, "encoder"), device, threads, fp16)
-        self.stepper = make_session(graph_path(export_dir, "step"), device, threads, fp16)
+        self.precision = graph_precisions(export_dir, device, precision)
+        files = {g: int8_graph_path(export_dir, g) if p == "int8" else graph_path(export_dir, g)
+                 for g, p in self.precision.items()}
+        self.encoder = make_session(files["encoder"], device, threads, fp16)
+        self.stepper = make_session(files["step"], device, threads, fp16)
         self.card = ModelCard.from_json((export_dir / CARD_FILE).read_text(), source=str(export_dir / CARD_FILE))
         provider = self.encoder.get_providers()[0]
         self.on_gpu = provider != "CPUExecutionProvider"
-        self.device = f"ONNX Runtime {import_ort().__version__} {provider}"
+        int8 = [g for g, p in self.precision.items() if p == "int8"]
+        self.device = f"ONNX Runtime {import_ort().__version__} {provider}" + (f" (INT8 {' + '.join(int8)})" if int8 else "")
 
     def encode(self, crops: np.ndarray) -> np.ndarray:
         return self.encoder.run(None, {"crops": self.check_crops(crops)})[0]

@@ -23,6 +23,12 @@ def export_model(checkpoint, out_dir, fmt: str = "onnx", fp16: bool = False, max
     from pathlib import Path
 
     shutil.rmtree(Path(out_dir) / "tensorrt", ignore_errors=True)
+    # INT8 graphs likewise: quantised from the previous graphs, so re-made (export.quantize.export_int8) or gone.
+    from streamdetect.engines.layout import INT8_FILE, int8_graph_path
+
+    (Path(out_dir) / INT8_FILE).unlink(missing_ok=True)
+    for graph in GRAPHS:
+        int8_graph_path(out_dir, graph).unlink(missing_ok=True)
     if spec.name == "tensorrt":
         from streamdetect.export.tensorrt import build_engines
 
