@@ -247,3 +247,33 @@ def test_stream_that_cannot_open_reports_offline_and_others_keep_running(env):
             assert env.redis.xrevrange(keys.msgs(s), count=1)[0][0] != last[s], s
     finally:
         ray.get(env.director.remove_stream.remote("broken"), timeout=60)
+
+
+def test_node_dying_while_a_stream_starts_on_it_moves_the_stream(env):
+    keys = Keys(PREFIX)
+    node_c = env.cluster.add_node(num_cpus=2)  # empty, so the director places the next stream there
+    env.cluster.wait_for_nodes()
+    placed = {}
+    adder = threading.Thread(target=lambda: placed.update(ray.get(env.director.add_stream.remote(
+        str(sample_clip()), "late", realtime=True, loop=True), timeout=180)))
+    adder.start()
+    time.sleep(1.0)  # the group is being created on node C (worker start, imports)
+    env.cluster.remove_node(node_c, False)
+    adder.join(180)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            row = ray.get(env.director.streams.remote(), timeout=30).get("late", {})
+            if row.get("node") == env.head_id and row.get("frame", -1) >= 0:
+                break
+            time.sleep(0.5)
+        assert row.get("node") == env.head_id and row.get("frame", -1) >= 0, (placed, row)
+        notes = [json.loads(f[b"j"]).get("detail", "") for _, f in env.redis.xrange(keys.msgs("late"))
+                 if f[b"t"] == b"status"]
+        failovers = ray.get(env.director.failover_log.remote())
+        assert any("placing elsewhere" in n or "lost" in n for n in notes) or \
+            any("late" in f["streams"] for f in failovers), (notes, failovers)
+        for s in STREAMS:  # the others kept running
+            assert ray.get(env.director.streams.remote(), timeout=30)[s]["state"] == "online"
+    finally:
+        ray.get(env.director.remove_stream.remote("late"), timeout=60)

@@ -34,7 +34,7 @@ GROUP_START_S = 120.0  # a group's first start loads MediaPipe and imports the p
 class Director:
     def __init__(self, redis_url: str, prefix: str = "sd", config: ServiceConfig | None = None,
                  streams_per_group: int = 4, scorers: int = 1, model: str | None = None,
-                 backend: str = "onnxruntime", max_faces: int = 64, wait_ms: float = 4.0, checkpoint_s: float = 1.0,
+                 backend: str = "onnxruntime", max_faces: int = 64, wait_ms: float = 2.0, checkpoint_s: float = 1.0,
                  scorer_node: str | None = None, monitor_s: float = 0.25):
         import ray
 

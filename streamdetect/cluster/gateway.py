@@ -126,6 +126,10 @@ class Gateway:
             self.last_ids.setdefault(self.keys.msgs(name), "0-0")  # new stream: its whole (capped) log
         for key in [k for k in self.last_ids if self.keys.stream_of(k) not in names]:
             del self.last_ids[key]  # removed streams: their final `ended` status was already read
+            stream = self.keys.stream_of(key)
+            for kind in FRAMED:  # a stream added again under this name numbers its frames from 0
+                self.last_frame.pop((kind, stream), None)
+                self.latest.pop((kind, stream), None)
         self.streams = names
         if self.card is None:
             card = await self.redis.get(self.keys.card)

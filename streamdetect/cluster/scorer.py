@@ -82,7 +82,7 @@ class Scorer:
     """Ray actor (see `scorer_actor`): one engine, two batchers (encoder graph, step graph)."""
 
     def __init__(self, model: str | None = None, backend: str = "onnxruntime", max_faces: int = 64,
-                 wait_ms: float = 4.0):
+                 wait_ms: float = 2.0):
         from streamdetect.loading import load_engine
         from streamdetect.service import default_model
 
