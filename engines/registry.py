@@ -13,10 +13,13 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from streamdetect.engines.base import Engine
 from streamdetect.engines.layout import is_export_dir
 from streamdetect.errors import EngineError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from streamdetect.engines.base import Engine
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class Backend:
     module: str
     cls: str
     package: str  # import name that must be importable
-    extra: str  # pip extra that installs it
+    extra: str  # pip extra that installs it (serving needs only `cpu` or `gpu`: torch is the `torch` extra's)
     needs_cuda: bool
     runs: str  # "checkpoint" (torch weights) or "export" (an export directory of graphs)
 
@@ -35,7 +38,7 @@ BACKENDS: dict[str, Backend] = {
     for b in (
         Backend("tensorrt", "streamdetect.engines.trt", "TensorRTEngine", "tensorrt", "tensorrt", True, "export"),
         Backend("onnxruntime", "streamdetect.engines.ort", "OnnxRuntimeEngine", "onnxruntime", "cpu", False, "export"),
-        Backend("torch", "streamdetect.engines.pytorch", "TorchEngine", "torch", "cpu", False, "checkpoint"),
+        Backend("torch", "streamdetect.engines.pytorch", "TorchEngine", "torch", "torch", False, "checkpoint"),
     )
 }
 AUTO_ORDER = tuple(BACKENDS)  # fastest first: TensorRT, then ONNX Runtime (CPU/CUDA), then eager torch

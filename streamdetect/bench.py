@@ -14,7 +14,6 @@ from tqdm import tqdm
 from streamdetect import hardware
 from streamdetect.engines import available_backends
 from streamdetect.loading import load_engine
-from streamdetect.engines.registry import cache_dir
 from streamdetect.errors import StreamDetectError
 
 log = logging.getLogger(__name__)
@@ -34,16 +33,25 @@ class BenchResult:
 
 
 def default_model() -> Path:
-    """The paper's configuration, randomly initialised (speed does not depend on the weights); made once."""
-    from streamdetect.model import ModelConfig, new_model, save_checkpoint
+    """What `serve` runs: the bundled model (graph backends run its pre-exported folder, so no torch is needed)."""
+    from streamdetect.service import default_model as bundled
 
-    path = cache_dir() / "bench" / "paper-resnext50-112-lstm2048.safetensors"
-    if not path.is_file():
-        import torch
+    return bundled()
 
-        torch.manual_seed(0)
-        save_checkpoint(new_model(ModelConfig()), path)
-    return path
+
+def describe(model) -> str:
+    """One line naming the benchmarked model: its card's name and architecture, and where it came from."""
+    from streamdetect.engines.layout import CARD_FILE
+    from streamdetect.model import ModelCard, read_card
+
+    path = Path(model)
+    try:
+        card = ModelCard.from_json((path / CARD_FILE).read_text(), str(path)) if path.is_dir() else read_card(path)
+    except (OSError, StreamDetectError):
+        return str(model)
+    cfg = card.config
+    head = f"LSTM-{cfg.hidden_size}" if cfg.temporal == "lstm" else "frame-level head"
+    return f"{card.name}: {cfg.backbone} @{cfg.input_size} + {head} ({path})"
 
 
 def _time(fn, min_calls: int, min_seconds: float) -> list[float]:

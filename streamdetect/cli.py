@@ -21,9 +21,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_init(args) -> int:
-    import torch
-
     from streamdetect.model import ModelConfig, new_model, save_checkpoint
+    from streamdetect.model.backbones import import_torch
+
+    torch = import_torch("`streamdetect init`")
 
     torch.manual_seed(args.seed)
     config = ModelConfig(backbone=args.backbone, input_size=args.input_size, hidden_size=args.hidden_size, fusion=args.fusion)
@@ -35,6 +36,8 @@ def cmd_init(args) -> int:
 def cmd_export(args) -> int:
     from streamdetect.export import export_model
 
+    _require("export", "torch", "onnx")
+
     for report in export_model(args.checkpoint, args.out, fmt=args.format, fp16=args.fp16, max_faces=args.max_faces):
         print(f"validated {report}")
     print(f"exported to {args.out}")
@@ -42,10 +45,10 @@ def cmd_export(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from streamdetect.bench import default_model, format_table, run_bench, write_json
+    from streamdetect.bench import default_model, describe, format_table, run_bench, write_json
 
     model = args.model or default_model()
-    desc = str(model) if args.model else "paper configuration: ResNeXt50_32x4d @112 + LSTM-2048 (random weights)"
+    desc = describe(model)
     results = run_bench(model, args.backend or None, args.batch or None, min_seconds=args.seconds)
     if not results:
         print("no backend could run the model (see warnings above)", file=sys.stderr)
@@ -60,7 +63,7 @@ def cmd_bench_live(args) -> int:
     import json
 
     from streamdetect import hardware
-    from streamdetect.bench import default_model
+    from streamdetect.bench import default_model, describe
     from streamdetect.bench_live import as_dicts, format_table, run_bench_live
     from streamdetect.engines import available_backends
 
@@ -68,7 +71,7 @@ def cmd_bench_live(args) -> int:
     backends = args.backend or [b for b in available_backends() if b in ("onnxruntime", "torch", "tensorrt")]
     results = run_bench_live(model, backends, tuple(args.faces or (1, 2, 4, 8)), tuple(args.streams or (1, 2, 3, 4)),
                              args.seconds)
-    desc = str(args.model) if args.model else "paper configuration: ResNeXt50_32x4d @112 + LSTM-2048 (random weights)"
+    desc = describe(model)
     print(f"hardware: {hardware.describe()}\nmodel: {desc}\nemulated cameras: 1280x720 @ 30 fps, drop-oldest\n")
     print(format_table(results))
     if args.json:
@@ -276,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_export)
 
     p = sub.add_parser("bench", help="encoder and step speed per backend on this machine")
-    p.add_argument("--model", help="checkpoint or export directory (default: the paper's configuration)")
+    p.add_argument("--model", help="checkpoint or export directory (default: the bundled model, as serve)")
     p.add_argument("--backend", action="append", choices=list(BACKENDS), help="repeatable; default: all available")
     p.add_argument("--batch", type=int, action="append", help="repeatable; default 1 and 8 (CPU), up to 256 (GPU)")
     p.add_argument("--seconds", type=float, default=2.0, help="minimum measuring time per case")
@@ -303,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_scan)
 
     p = sub.add_parser("bench-live", help="the whole live pipeline on emulated 720p30 cameras with 1-8 faces, 1-4 streams")
-    p.add_argument("--model", help="checkpoint or export directory (default: the paper's configuration)")
+    p.add_argument("--model", help="checkpoint or export directory (default: the bundled model, as serve)")
     p.add_argument("--backend", action="append", choices=list(BACKENDS), help="repeatable; default: all available")
     p.add_argument("--faces", type=int, action="append", help="faces per stream, repeatable (default 1 2 4 8)")
     p.add_argument("--streams", type=int, action="append", help="streams with one face, repeatable (default 1 2 3 4)")
@@ -349,13 +352,38 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
     return args
 
 
+# Commands that need torch (and friends), and the pip extra that installs what they need. Serving needs none of it.
+TORCH_EXTRAS = {"init": "torch", "export": "export", "prepare": "train", "train": "train", "evaluate": "train",
+                "lofo": "train"}
+TORCH_ONLY = {"torch", "torchvision", "efficientnet_lite_pytorch", "onnx"}
+
+
+def _require(command: str, *packages: str) -> None:
+    """Fail before any work when a package the command needs is missing, naming the extra that installs it."""
+    import importlib.util
+
+    from streamdetect.errors import MissingDependencyError
+
+    for package in packages:
+        if importlib.util.find_spec(package) is None:
+            raise MissingDependencyError(package, TORCH_EXTRAS.get(command, "train"), f"`streamdetect {command}`")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
     logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs every HTTP request at INFO
     try:
-        return args.fn(args)
+        try:
+            return args.fn(args)
+        except ModuleNotFoundError as exc:  # a torch-only package deep in a training/export command: name the extra
+            if (exc.name or "").split(".")[0] not in TORCH_ONLY:
+                raise
+            from streamdetect.errors import MissingDependencyError
+
+            raise MissingDependencyError(exc.name.split(".")[0], TORCH_EXTRAS.get(args.command, "train"),
+                                         f"`streamdetect {args.command}`") from exc
     except (StreamDetectError, ValueError, OSError) as exc:
         print(f"streamdetect {args.command}: error: {exc}", file=sys.stderr)
         return 2

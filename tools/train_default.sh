@@ -2,7 +2,9 @@
 # Reproduce the bundled default model (streamdetect-lite0-mix-v2) and the README's leave-one-family-out and
 # ablation tables, on CPU or GPU. Every step resumes where it stopped.
 #   bash tools/train_default.sh [PREPARED_DIR] [RUNS_DIR] [MEDIA_DIR]
+# Needs the training install: pip install -c constraints/cpu.txt -e '.[cpu,train]'
 # Package afterwards: python tools/package_default.py RUNS_DIR/default PREPARED_DIR/{shared,round2,round3}
+# (writes streamdetect/weights/default.safetensors and its validated ONNX export streamdetect/weights/default/)
 set -euo pipefail
 P=${1:-prepared}
 RUNS=${2:-runs}

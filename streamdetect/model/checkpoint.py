@@ -1,14 +1,21 @@
-"""Checkpoints: one safetensors file holding the weights, with the model card JSON in its metadata."""
+"""Checkpoints: one safetensors file holding the weights, with the model card JSON in its metadata.
+
+Reading the card needs only safetensors (numpy API); loading or saving the weights needs torch.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from streamdetect.errors import CheckpointError
+from streamdetect.model.backbones import import_torch
 from streamdetect.model.card import ModelCard
-from streamdetect.model.detector import DeepfakeDetector
+
+if TYPE_CHECKING:
+    import torch
+
+    from streamdetect.model.detector import DeepfakeDetector
 
 CARD_KEY = "streamdetect.card"
 
@@ -17,6 +24,7 @@ def save_checkpoint(model: DeepfakeDetector, path: str | Path, card: ModelCard |
                     half: bool = False) -> Path:
     """Write weights + card atomically (a crash never leaves a half-written checkpoint under the real name).
     half=True stores floating-point tensors as fp16 (half the size; they load back into fp32 modules)."""
+    import_torch("Saving a checkpoint")
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -32,12 +40,15 @@ def save_checkpoint(model: DeepfakeDetector, path: str | Path, card: ModelCard |
 
 
 def read_card(path: str | Path) -> ModelCard:
-    """Read only the card (cheap: safetensors keeps metadata in the header)."""
-    return _open(Path(path))[0]
+    """Read only the card (cheap: safetensors keeps metadata in the header; no torch needed)."""
+    return _open(Path(path), framework="numpy")[0]
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> DeepfakeDetector:
     """Build the model the card describes and load its weights; every failure says what is wrong."""
+    import_torch(f"Loading the checkpoint {path}")
+    from streamdetect.model.detector import DeepfakeDetector
+
     path = Path(path)
     card, handle = _open(path)
     model = DeepfakeDetector(card)
@@ -63,13 +74,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Dee
     return model.to(device).eval()
 
 
-def _open(path: Path):
+def _open(path: Path, framework: str = "pt"):
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path (or create one with `streamdetect init`).")
     try:
-        handle = safe_open(str(path), framework="pt")
+        handle = safe_open(str(path), framework=framework)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(
             f"{path} is not a readable safetensors checkpoint ({exc}); it may be truncated (an interrupted "
