@@ -41,16 +41,21 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def redis_server(tmp_path_factory):
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, redis_server):
     from ray.cluster_utils import Cluster
 
     folder = tmp_path_factory.mktemp("cluster")
     saved = {k: os.environ.get(k) for k in [*FAST_HEALTH, "STREAMDETECT_CACHE", "XDG_DATA_HOME"]}
     os.environ.update(FAST_HEALTH, STREAMDETECT_CACHE=str(folder / "cache"), XDG_DATA_HOME=str(folder / "data"))
     e = Env()
-    e.redis_server, e.cluster, e.director = RedisServer(folder / "redis"), None, None
+    e.redis_server, e.cluster, e.director = redis_server, None, None
     try:
-        e.redis_server.start()
         e.redis = redis_connect(e.redis_server.url)
         t0 = time.monotonic()
         e.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
@@ -76,7 +81,6 @@ def env(tmp_path_factory):
             ray.shutdown()
         if e.cluster is not None:
             e.cluster.shutdown()
-        e.redis_server.stop()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -92,6 +96,40 @@ def test_unreachable_redis_and_ray_are_clear_errors():
     if not ray.is_initialized():  # (the module's cluster may already be connected: then only the parse path)
         with pytest.raises(ClusterError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
             connect_ray("127.0.0.1:1")
+
+
+def test_gateway_drops_repeated_frames_and_replays_latest_state(redis_server):
+    """Without Ray: a message log in which a resumed stream repeats frames 2-3, read by a gateway."""
+    from streamdetect import messages as msg
+
+    keys, r = Keys("gwtest"), redis_connect(redis_server.url)
+    r.hset(keys.wanted, "dup", json.dumps({"url": "x", "name": "dup"}))
+    def add(m, frame=-1):
+        r.xadd(keys.msgs("dup"), {"t": m.type, "f": frame, "j": m.to_json()})
+    add(msg.Status("dup", "online", 30.0, 30.0, None, 0, 0, 1))
+    for f in (1, 2, 3, 2, 3, 4):
+        add(msg.Scores("dup", f, None, 10.0, []), f)
+
+    async def scenario():
+        gateway = Gateway(redis_server.url, "gwtest", host="127.0.0.1", port=0)
+        port = await gateway.start()
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                got = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(3)]
+                add(msg.Scores("dup", 4, None, 10.0, []), 4)  # live now: repeated frames are still dropped
+                add(msg.Scores("dup", 5, None, 10.0, []), 5)
+                got.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+            return got, gateway.duplicates
+        finally:
+            await gateway.stop()
+
+    try:
+        got, duplicates = asyncio.run(scenario())
+    finally:
+        r.delete(keys.wanted, keys.msgs("dup"))
+    assert [m["type"] for m in got] == ["hello", "status", "scores", "scores"]
+    assert got[1]["state"] == "online" and got[2]["frame"] == 4  # the latest state first
+    assert got[3]["frame"] == 5 and duplicates == 3
 
 
 def test_streams_spread_over_both_nodes(env):

@@ -84,7 +84,8 @@ class StreamGroup:
             w = s.pipeline.workers[0]
             out[name] = {"state": w.source.state.value, "faces": len(w.faces), "frame": s.last_frame,
                          "restored_from": None if s.restored is None else s.restored["seq"],
-                         "publish_errors": s.errors}
+                         "publish_errors": s.errors,
+                         **({"error": f"processing stopped: {s.pipeline.error}"} if s.pipeline.error else {})}
         return {"gid": self.gid, "node": self.node, "streams": out}
 
     def restored(self, name: str) -> dict | None:

@@ -6,9 +6,10 @@ usable faces, or its faces' recurrent states); requests that arrive while the en
 counted, not requests) and the results are split back. Stateless: (h, c) come in with each step request and go
 back out, so any scorer can serve any face and a restarted one has nothing to restore.
 
-Ray Serve's `@serve.batch` does the same gathering; a plain actor pool is used because Serve's controller and
-per-node proxies cost seconds and hundreds of MiB per node, and the groups reach the scorers by actor handle,
-not HTTP. `EngineProxy` is what a group's Pipeline sees as its engine.
+Ray Serve's `@serve.batch` does the same gathering; a plain actor pool is used instead. Measured here (2 CPUs,
+busy): `serve.run` of a batched deployment costs 5.7 s and 280 MiB more than Ray itself, and a handle call
+13.4 ms, against ~1.25 ms for an actor call; a frame makes two calls (encode, step), so Serve would spend most of
+a 33 ms frame in the hop. `EngineProxy` is what a group's Pipeline sees as its engine.
 """
 
 from __future__ import annotations
