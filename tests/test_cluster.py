@@ -58,7 +58,7 @@ def env(tmp_path_factory, redis_server):
     try:
         e.redis = redis_connect(e.redis_server.url)
         t0 = time.monotonic()
-        e.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+        e.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
         e.node_b = e.cluster.add_node(num_cpus=2)
         e.cluster.wait_for_nodes()
         connect_ray(e.cluster.address)

@@ -87,7 +87,7 @@ class LocalCluster:
                 self.redis = PrivateRedis()
                 self.redis_url = self.redis.url
             os.environ.update({k: v for k, v in FAST_HEALTH.items() if k not in os.environ})
-            self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": self.cpus})
+            self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": self.cpus, "include_dashboard": False})
             self.nodes = [self.cluster.head_node] + [self.cluster.add_node(num_cpus=self.cpus) for _ in range(self.n - 1)]
             self.cluster.wait_for_nodes()
             connect_ray(self.cluster.address)
