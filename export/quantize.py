@@ -31,6 +31,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -132,6 +133,26 @@ def prepared_split(folders: Iterable[str | Path], size: int = 112, crop: str = "
 
 
 # -- quantisation ------------------------------------------------------------------------------------------------
+class _QuietQuantiser(logging.Filter):
+    """ONNX Runtime's quantiser logs on the root logger: one INFO line per rescaled bias (hundreds) and advice to
+    pre-process that the step graph deliberately skips (its optimiser would fuse MatMul + Add back into Gemm)."""
+
+    NOISE = ("to ensure bias input", "consider to run pre-processing")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(n in record.getMessage() for n in self.NOISE)
+
+
+@contextmanager
+def _quiet_quantiser():
+    quiet = _QuietQuantiser()
+    logging.getLogger().addFilter(quiet)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
 class _CropReader:
     """ONNX Runtime's CalibrationDataReader over crops, ENCODE_BATCH faces per call."""
 
@@ -171,12 +192,13 @@ def quantize_encoder(fp32: str | Path, out: str | Path, calibration: np.ndarray,
         if keep_ends and convs:
             exclude += [convs[0], convs[-1]]
         staged = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(pre), str(staged), _CropReader(calibration), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-            reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=exclude, calibrate_method=methods[method],
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
-        )
+        with _quiet_quantiser():
+            quantize_static(
+                str(pre), str(staged), _CropReader(calibration), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude, calibrate_method=methods[method],
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            )
         _carry_metadata(fp32, staged, {"precision": "int8", "quantization": "static QDQ, per-channel int8 weights"
                                        if per_channel else "static QDQ, int8 weights"})
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +219,8 @@ def quantize_step(fp32: str | Path, out: str | Path) -> Path:
         plain = Path(tmp) / "step.onnx"
         onnx.save(model, str(plain))
         staged = Path(tmp) / "step.int8.onnx"
-        quantize_dynamic(str(plain), str(staged), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+        with _quiet_quantiser():
+            quantize_dynamic(str(plain), str(staged), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
         _carry_metadata(fp32, staged, {"precision": "int8", "quantization": "dynamic, int8 weights"})
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staged), str(out))
@@ -491,6 +514,27 @@ def export_int8(export_dir: str | Path, calibration_crops: np.ndarray, out_dir: 
     write_report(out, report)
     log.info("INT8: prefer %s (%s)", report["prefer"], "; ".join(report["reasons"]))
     return report
+
+
+def quantize_export(export_dir: str | Path, prepared: Sequence[str | Path] = (), out_dir: str | Path | None = None, *,
+                    val_fraction: float = 0.15, seed: int = 3, speed_rounds: int = 15,
+                    policy: Int8Policy = Int8Policy()) -> dict:
+    """export_int8 with the crops chosen as `streamdetect export --int8` would: the card's crop size and style;
+    calibration on the bundled sample clip's face (frames before it leaves the frame) plus, given `prepared`
+    folders, training-side crops of them; parity on the sample clip's later frames; frame AUC on the prepared
+    folders' validation identities (val_fraction/seed: the training recipe's split, 0.15/3 for the bundled model)."""
+    from streamdetect.model.card import ModelCard
+
+    card = ModelCard.from_json((Path(export_dir) / CARD_FILE).read_text(), source=str(Path(export_dir) / CARD_FILE))
+    size, style = card.config.input_size, card.config.crop
+    calibration, held_out = sample_clip_split(size, style)
+    validation, source = None, "sample clip frames 0-153"
+    if prepared:
+        extra, validation = prepared_split(prepared, size, style, val_fraction, seed)
+        calibration = np.concatenate([extra, calibration])
+        source += f" + training-side crops of {', '.join(map(str, prepared))} (split seed {seed})"
+    return export_int8(export_dir, calibration, out_dir, held_out=held_out, validation=validation, policy=policy,
+                       speed_rounds=speed_rounds, calibration_source=source)
 
 
 def write_report(out_dir: str | Path, report: dict) -> Path:

@@ -141,3 +141,18 @@ def test_step_graph_dynamic_int8_and_reexport_voids_int8(tmp_path, sample_split)
         p.write_bytes(data)
     assert int8_graphs(tmp_path) == {}
     assert OnnxRuntimeEngine(tmp_path, device="cpu").precision == {"encoder": "fp32", "step": "fp32"}
+
+
+def test_quantize_export_makes_a_whole_int8_export_elsewhere(small_export, tmp_path):
+    """What `streamdetect export --int8` runs: crops from the sample clip in the card's crop style, the INT8 export
+    written into another folder (a copy of the FP32 export beside it), the source export untouched."""
+    from streamdetect.engines.layout import is_export_dir
+    from streamdetect.export.quantize import quantize_export
+
+    out = tmp_path / "int8-export"
+    report = quantize_export(small_export, out_dir=out, speed_rounds=0, policy=ALWAYS_FASTER)
+    assert is_export_dir(out) and int8_graph_path(out, "encoder").is_file()
+    assert not (small_export / INT8_FILE).exists() and not int8_graph_path(small_export, "encoder").exists()
+    assert "sample clip" in report["quantization"]["encoder"]["calibration"]["source"]
+    assert report["auc"] == {"encoder": None} and report["speed"] == {"encoder": None}
+    assert OnnxRuntimeEngine(out, device="cpu").precision["encoder"] == report["graphs"]["encoder"]
