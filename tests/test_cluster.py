@@ -18,7 +18,7 @@ redis = pytest.importorskip("redis")
 
 from websockets.asyncio.client import connect  # noqa: E402
 
-from streamdetect.cluster import NAMESPACE, checkpoint  # noqa: E402
+from streamdetect.cluster import checkpoint  # noqa: E402
 from streamdetect.cluster.director import connect_ray, start_director  # noqa: E402
 from streamdetect.cluster.gateway import Gateway  # noqa: E402
 from streamdetect.cluster.store import ClusterError, Keys, connect as redis_connect  # noqa: E402

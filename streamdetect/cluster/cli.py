@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
