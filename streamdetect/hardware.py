@@ -17,7 +17,7 @@ def describe() -> str:
         flags = "AVX-512" if "avx512f" in flag_line else "AVX2" if "avx2" in flag_line else "AVX" if " avx " in flag_line else ""
     except OSError:
         pass
-    parts = [f"{cpu}, {os.cpu_count()} cores" + (f" ({flags})" if flags else "")]
+    parts = [f"{cpu}, {os.cpu_count()} cores" + (f" ({flags})" if flags else "") + _memory()]
     try:
         import torch
 
@@ -26,3 +26,22 @@ def describe() -> str:
     except ImportError:
         pass
     return "; ".join(parts)
+
+
+def _memory() -> str:
+    try:
+        with open("/proc/meminfo") as f:
+            kb = next(int(l.split()[1]) for l in f if l.startswith("MemTotal:"))
+        return f", {kb / 2**20:.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        return ""
+
+
+def load() -> str:
+    """The 1, 5 and 15-minute load averages and the core count: a benchmark on a shared machine means little
+    without them."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.1f} / {five:.1f} / {fifteen:.1f} (1 / 5 / 15 min) on {os.cpu_count()} cores"

@@ -103,21 +103,24 @@ class MediaPipeFaceDetector:
         tiled_dets = [d for i in range(len(self.tiles_for(rgb.shape[1], rgb.shape[0]))) for d in self.detect_tile(rgb, i)]
         return self.merge_tiles(rgb, found, non_max_suppression(tiled_dets, self.nms_iou), [])
 
-    def merge_tiles(self, rgb: np.ndarray, found: list[Detection], tiled: list[Detection], vouched) -> list[Detection]:
+    def merge_tiles(self, rgb: np.ndarray, found: list[Detection], tiled: list[Detection], vouched,
+                    max_verify: int = MAX_VERIFY) -> list[Detection]:
         """Whole-frame detections plus tile detections: a tile detection on a whole-frame one competes with it by
-        score; one on a box in `vouched` (live tracks) is taken at `min_score`; any other is a proposal, kept as
-        a padded look around it sees it (at most MAX_VERIFY, best first), and then competing by that score."""
+        score; one on a box in `vouched` (live tracks) is taken as it is (weak ones only keep a track alive); any
+        other is a proposal, kept as a padded look around it sees it (at most `max_verify`, best first)."""
         keep, candidates = [], []
         large = LARGE_FOR_FULL * self.full_min_px(rgb.shape[1], rgb.shape[0])
         for t in tiled:
             on_found = any(_overlap(t.box, f.box) >= self.nms_iou for f in found)
             if not on_found and t.box.height >= large:
                 continue  # the whole-frame pass finds a face this large: what only a tile saw is not one
-            if t.score >= self.min_score and (on_found or any(_overlap(t.box, b) >= ROI_MATCH for b in vouched)):
-                keep.append(t)
-            else:  # (a weak one on a whole-frame box too: that box may be a loose guess at a small face)
+            if on_found:  # competes by score; a weak one may be the better box: that one may be a loose guess
+                (keep if t.score >= self.min_score else candidates).append(t)
+            elif any(_overlap(t.box, b) >= ROI_MATCH for b in vouched):
+                keep.append(t)  # the tracker decides: weak detections keep a track alive, never start one
+            else:
                 candidates.append(t)
-        keep += self.verify(rgb, candidates[:MAX_VERIFY])
+        keep += self.verify(rgb, candidates[:max_verify])
         return non_max_suppression(found + keep, self.nms_iou)
 
     # -- the passes faces.stage schedules --------------------------------------------------------------------

@@ -8,7 +8,7 @@ passes. A detector run (every `detect_every` frames) is:
   3. a padded look around every small tracked face the passes above did not see (`detect_roi`): a 40 px face in
      720p, invisible to the whole-frame pass, is kept at every run instead of only when its tile's turn comes
      (it used to be flagged `lost`, hence unscored, between tiled passes). When more small faces need a look than
-     there are tiles, all tiles run instead (cheaper);
+     there are tiles, all tiles run instead (cheaper), and no padded looks follow;
   4. a second look (`verify`) at any new face only a tile saw: a tile shows the frame magnified, where collars and
      hands sometimes pass for faces; the padded look has to find it again, and its score is the one kept.
 A run that found every face where the tracker predicted it (IoU >= 0.8; nothing lost, nothing new) lets the stream
@@ -33,6 +33,7 @@ from streamdetect.faces.types import Detection
 
 MATCH = 0.3  # a detection and a track's predicted box overlapping this much are the same face
 STEADY_IOU = 0.8  # a run is steady when every face was found within this IoU of where the tracker predicted it
+MAX_VERIFY = 1  # second looks at new faces per run (a live stream has more runs; a new face waits one run)
 MAX_ROI = 4  # padded looks around small tracked faces per run at most (more: the tiles run instead)
 
 
@@ -81,16 +82,22 @@ class FaceStage:
         h, w = rgb.shape[:2]
         found = d.detect_full(rgb)
         tracks = [box for _, box, _ in tracker.expected()]
-        unseen_small = [b for b in tracks if b.height < d.full_min_px(w, h) and not _near(b, found)]
+        small = d.full_min_px(w, h)
+        # A whole-frame box of a small face is a loose guess (a 48 px face in 720p comes back ~75 px, score ~0.55):
+        # only a large one counts as seen; a padded look gives the tight box, which then wins by score.
+        loose = [f for f in found if f.box.height < small]
+        unseen_small = [b for b in tracks if b.height < small and not _near(b, [f for f in found if f not in loose])]
         n_tiles = len(d.tiles_for(w, h))
         if n_tiles and (tile == -1 or len(unseen_small) > min(MAX_ROI, n_tiles)):
             looks = list(range(n_tiles))  # cheaper than a look around each small face
         else:
             looks = [] if tile is None or not n_tiles else [tile]
         tiled = non_max_suppression([t for i in looks for t in d.detect_tile(rgb, i)], d.nms_iou)
-        seen = d.merge_tiles(rgb, found, tiled, tracks) if tiled else found
+        seen = d.merge_tiles(rgb, found, tiled, tracks, max_verify=MAX_VERIFY) if tiled else found
         rois = []
-        for b in [b for b in unseen_small if not _near(b, seen)][:MAX_ROI]:
+        if len(looks) == n_tiles > 0:
+            unseen_small = []  # every tile ran: a small face they missed waits for the next run
+        for b in [b for b in unseen_small if not _near(b, [f for f in seen if f not in loose])][:MAX_ROI]:
             rois += d.detect_roi(rgb, b)
         return non_max_suppression(seen + rois, d.nms_iou)
 
