@@ -98,6 +98,24 @@ def test_unreachable_redis_and_ray_are_clear_errors():
             connect_ray("127.0.0.1:1")
 
 
+def test_cli_registers_cluster_commands_and_fails_clearly():
+    import argparse
+
+    from streamdetect.cluster.cli import register
+
+    parser = argparse.ArgumentParser(prog="streamdetect")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["cluster", "add-stream", "rtsp://cam/1", "--name", "cam1", "--address", "127.0.0.1:1"])
+    assert (args.source, args.name, args.address) == ("rtsp://cam/1", "cam1", "127.0.0.1:1")
+    if not ray.is_initialized():
+        with pytest.raises(ClusterError, match="cannot reach the Ray cluster"):
+            args.fn(args)
+    args = parser.parse_args(["cluster", "gateway", "--redis", "redis://127.0.0.1:1/0", "--port", "0"])
+    with pytest.raises(ClusterError, match="cannot reach Redis"):
+        args.fn(args)
+    assert parser.parse_args(["cluster", "serve", "--nodes", "3"]).nodes == 3
+
+
 def test_gateway_drops_repeated_frames_and_replays_latest_state(redis_server):
     """Without Ray: a message log in which a resumed stream repeats frames 2-3, read by a gateway."""
     from streamdetect import messages as msg

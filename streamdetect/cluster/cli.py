@@ -113,7 +113,8 @@ def cmd_gateway(args) -> int:
     from streamdetect.cluster.gateway import Gateway
 
     config = _config(args)
-    gateway = Gateway(args.redis, args.prefix, config, events=args.events)
+    only = {n for n in (args.streams or "").split(",") if n} or None
+    gateway = Gateway(args.redis, args.prefix, config, events=args.events, only=only)
 
     def ready(port):
         print(_banner(config.server.host, port, "cluster gateway") + "\n  Ctrl-C or SIGTERM stops", flush=True)
@@ -200,6 +201,7 @@ def register(subparsers) -> None:
     p.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
     p.add_argument("--token", help="require this shared token from clients")
     p.add_argument("--events", action="store_true", help="this gateway writes the event store (one per cluster)")
+    p.add_argument("--streams", help="serve only these streams (comma-separated; default: all)")
     p.set_defaults(fn=cmd_gateway)
 
     p = sub.add_parser("serve", help="the cluster on this machine: emulated nodes, private Redis, one gateway")

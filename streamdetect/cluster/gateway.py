@@ -49,12 +49,14 @@ class _Raw:
 
 class Gateway:
     def __init__(self, redis_url: str, prefix: str = "sd", config: ServiceConfig | None = None,
-                 events: bool = False, host: str | None = None, port: int | None = None):
+                 events: bool = False, host: str | None = None, port: int | None = None,
+                 only: set[str] | None = None):
         self.redis_url, self.keys = redis_url, Keys(prefix)
         self.config = config or ServiceConfig()
         sc = self.config.server
         self.host, self.port_wanted, self.token = host or sc.host, sc.port if port is None else port, sc.token
         self.with_events = events
+        self.only = set(only) if only else None  # serve these streams only (large clusters: gateways per subset)
         self.last_ids: dict[str, str] = {}  # message-log key -> last entry id read
         self.last_frame: dict[tuple[str, str], int] = {}  # (type, stream) -> last frame delivered
         self.latest: dict[tuple[str, str], tuple[dict, str]] = {}  # (type, stream) -> latest scores / preview
@@ -65,7 +67,7 @@ class Gateway:
         self.redis_error: str | None = None
         self.port: int | None = None
         self._task: asyncio.Task | None = None
-        self.events = self.server = self.bus = None
+        self.events = self.server = self.bus = self.metrics = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> int:
@@ -77,12 +79,18 @@ class Gateway:
             self.events = await asyncio.to_thread(EventRecorder, self.config.events,
                                                   lambda t: bus.publish(Error(t)))
             bus.add_sink(self.events)
+        self.metrics = None
+        if self.config.server.metrics:  # the same /metrics as `serve`, from the messages (no model-call timings)
+            from streamdetect.outputs.metrics import Metrics
+
+            self.metrics = Metrics(bus)
+            bus.add_sink(self.metrics)
         alerts = (lambda: self.events.replay()) if self.events else (lambda: list(bus.recent_alerts))
         bus.replay = lambda: [*alerts(), *self.latest.values()]  # after each stream's status: the latest state
         await self._refresh()
         await self._poll(block_ms=None)  # catch up on the logs before the first client connects
         self.server = WebSocketServer(bus, self.hello, self.health, self.host, self.port_wanted, self.token,
-                                      events=self.events)
+                                      metrics=self.metrics.render if self.metrics else None, events=self.events)
         self.port = await self.server.start()
         self._task = asyncio.create_task(self._run())
         return self.port
@@ -121,7 +129,8 @@ class Gateway:
 
     # -- reading Redis ------------------------------------------------------------------------------------
     async def _refresh(self) -> None:
-        names = sorted(text(n) for n in await self.redis.hkeys(self.keys.wanted))
+        names = sorted(n for n in (text(n) for n in await self.redis.hkeys(self.keys.wanted))
+                       if self.only is None or n in self.only)
         for name in names:
             self.last_ids.setdefault(self.keys.msgs(name), "0-0")  # new stream: its whole (capped) log
         for key in [k for k in self.last_ids if self.keys.stream_of(k) not in names]:
