@@ -43,9 +43,29 @@ def int8_graphs(out_dir: str | Path) -> dict[str, Path]:
     if not report or report.get("prefer") != "int8":
         return {}
     chosen, made_from = report.get("graphs", {}), report.get("fp32_sha256", {})
+    measured_on = set(report.get("machine", {}).get("isa", ()))
+    if measured_on & INT8_DOT and not cpu_isa() & INT8_DOT:
+        return {}  # chosen on a CPU with int8 dot-product instructions: on this one INT8 may be slower, or saturate
     return {g: int8_graph_path(out_dir, g) for g in GRAPHS
             if chosen.get(g) == "int8" and int8_graph_path(out_dir, g).is_file()
             and made_from.get(g) == file_sha256(graph_path(out_dir, g))}
+
+
+INT8_DOT = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})  # x86 int8 dot products (no u8*s8 int16 saturation)
+_ISA = ("avx2", "avx512f", *sorted(INT8_DOT), "asimddp", "i8mm")  # asimddp/i8mm: Arm int8 dot products
+
+
+def cpu_isa() -> set[str]:
+    """The SIMD features of this CPU that decide INT8 speed and exactness ({} where /proc/cpuinfo is absent)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    return {f for f in _ISA if f in flags}
 
 
 def file_sha256(path: str | Path) -> str | None:

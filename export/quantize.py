@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from streamdetect.engines.layout import CARD_FILE, GRAPHS, INT8_FILE, file_sha256, graph_path, int8_graph_path, is_export_dir
+from streamdetect.engines.layout import (CARD_FILE, GRAPHS, INT8_FILE, cpu_isa, file_sha256, graph_path, int8_graph_path,
+                                         is_export_dir)
 from streamdetect.errors import ExportError
 from streamdetect.export.progress import timed
 
@@ -108,12 +109,12 @@ def sample_clip_split(size: int = 112, style: str = "box", stride: int = 2) -> t
 
 def prepared_split(folders: Iterable[str | Path], size: int = 112, crop: str = "box", val_fraction: float = 0.15,
                    seed: int = 3, calibration_items: int = 64, calibration_frames: int = 4,
-                   validation_frames: int = 60) -> tuple[np.ndarray, list[Labelled]]:
+                   validation_frames: int | None = None) -> tuple[np.ndarray, list[Labelled]]:
     """(calibration crops, labelled validation sequences) from `streamdetect prepare` folders, split by identity the
     way training splits them (training.data.split_clips with the recipe's val_fraction and split_seed, so for the
     bundled model the validation side is the model's own held-out identities). Calibration: `calibration_frames`
     frames spread over each of `calibration_items` training-side items (real and fake alternately); validation:
-    the first `validation_frames` consecutive frames of every validation item."""
+    every frame (or the first `validation_frames`) of every validation item."""
     from streamdetect.training.data import load_clips, split_clips
 
     train, val = split_clips(load_clips([str(f) for f in folders], size, crop), val_fraction, seed)
@@ -330,19 +331,16 @@ def speedup(ms: dict, reference: str = "fp32", candidate: str = "int8") -> float
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
-        isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f" {f}" in flags]
-    except OSError:
-        isa = []
+    """The CPU a measurement ran on: the engine trusts an INT8 choice only on a CPU with the same int8 dot products."""
     import onnxruntime
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "isa": isa, "onnxruntime": onnxruntime.__version__}
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "isa": sorted(cpu_isa()), "onnxruntime": onnxruntime.__version__}
 
 
 def _load() -> float:

@@ -156,3 +156,21 @@ def test_quantize_export_makes_a_whole_int8_export_elsewhere(small_export, tmp_p
     assert "sample clip" in report["quantization"]["encoder"]["calibration"]["source"]
     assert report["auc"] == {"encoder": None} and report["speed"] == {"encoder": None}
     assert OnnxRuntimeEngine(out, device="cpu").precision["encoder"] == report["graphs"]["encoder"]
+
+
+def test_choice_made_on_a_vnni_cpu_is_not_trusted_without_vnni(int8_export, tmp_path, monkeypatch):
+    """INT8 chosen where the CPU has int8 dot products (VNNI) may be slower, or saturate, on an AVX2-only CPU: the
+    engine's default loads FP32 there until export_int8 is run on such a machine."""
+    import shutil
+
+    import streamdetect.engines.layout as layout
+
+    folder = shutil.copytree(int8_export[0], tmp_path / "export")
+    report = json.loads((folder / INT8_FILE).read_text())
+    report["machine"]["isa"] = ["avx2", "avx512_vnni", "avx512f"]
+    (folder / INT8_FILE).write_text(json.dumps(report))
+    monkeypatch.setattr(layout, "cpu_isa", lambda: {"avx2", "avx512f", "avx512_vnni"})
+    assert set(int8_graphs(folder)) == {"encoder"}
+    monkeypatch.setattr(layout, "cpu_isa", lambda: {"avx2"})
+    assert int8_graphs(folder) == {}
+    assert OnnxRuntimeEngine(folder, device="cpu").precision["encoder"] == "fp32"
