@@ -315,11 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_bench_live)
 
     from streamdetect import guard, watch
+    from streamdetect.cluster import cli as cluster_cli
     from streamdetect.training import cli as training_cli
 
     watch.add_parser(sub)
     guard.add_parser(sub)
     training_cli.add_parsers(sub)
+    cluster_cli.register(sub)  # the `cluster` extra's commands (ray and redis are imported when one runs)
 
     p = sub.add_parser("backends", help="list inference backends and whether they can run here")
     p.set_defaults(fn=cmd_backends)
@@ -356,6 +358,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
 TORCH_EXTRAS = {"init": "torch", "export": "export", "prepare": "train", "train": "train", "evaluate": "train",
                 "lofo": "train"}
 TORCH_ONLY = {"torch", "torchvision", "efficientnet_lite_pytorch", "onnx"}
+OTHER_EXTRAS = {"ray": "cluster", "redis": "cluster"}  # optional packages of other extras, by import name
 
 
 def _require(command: str, *packages: str) -> None:
@@ -377,13 +380,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             return args.fn(args)
-        except ModuleNotFoundError as exc:  # a torch-only package deep in a training/export command: name the extra
-            if (exc.name or "").split(".")[0] not in TORCH_ONLY:
+        except ModuleNotFoundError as exc:  # an optional package deep in a command: name the extra that installs it
+            package = (exc.name or "").split(".")[0]
+            if package not in TORCH_ONLY and package not in OTHER_EXTRAS:
                 raise
             from streamdetect.errors import MissingDependencyError
 
-            raise MissingDependencyError(exc.name.split(".")[0], TORCH_EXTRAS.get(args.command, "train"),
-                                         f"`streamdetect {args.command}`") from exc
+            extra = OTHER_EXTRAS.get(package) or TORCH_EXTRAS.get(args.command, "train")
+            raise MissingDependencyError(package, extra, f"`streamdetect {args.command}`") from exc
     except (StreamDetectError, ValueError, OSError) as exc:
         print(f"streamdetect {args.command}: error: {exc}", file=sys.stderr)
         return 2
