@@ -41,6 +41,11 @@ def cmd_export(args) -> int:
     for report in export_model(args.checkpoint, args.out, fmt=args.format, fp16=args.fp16, max_faces=args.max_faces):
         print(f"validated {report}")
     print(f"exported to {args.out}")
+    if args.int8:
+        from streamdetect.export.quantize import quantize_export
+
+        result = quantize_export(args.out, prepared=args.calibration or ())
+        print(f"INT8 preferred: {result['prefer'] == 'int8'} (the reasons above; evidence in {args.out}/int8.json)")
     return 0
 
 
@@ -276,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="onnx", choices=list(EXPORT_FORMATS))
     p.add_argument("--fp16", action="store_true", help="TensorRT: build the encoder in FP16")
     p.add_argument("--max-faces", type=int, default=32, help="TensorRT profile: most faces per call")
+    p.add_argument("--int8", action="store_true", help="ONNX: also quantise to INT8, kept only where it holds "
+                   "accuracy and pays on this CPU (int8.json records why)")
+    p.add_argument("--calibration", action="append", metavar="PREPARED_DIR",
+                   help="with --int8: prepared folders for calibration and the ΔAUC check (default: the sample clip)")
     p.set_defaults(fn=cmd_export)
 
     p = sub.add_parser("bench", help="encoder and step speed per backend on this machine")
