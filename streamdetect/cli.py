@@ -69,20 +69,25 @@ def cmd_bench_live(args) -> int:
 
     from streamdetect import hardware
     from streamdetect.bench import default_model, describe
-    from streamdetect.bench_live import as_dicts, format_table, run_bench_live
+    from streamdetect.bench_live import as_dicts, format_table, header, run_bench_live
     from streamdetect.engines import available_backends
 
     model = args.model or default_model()
     backends = args.backend or [b for b in available_backends() if b in ("onnxruntime", "torch", "tensorrt")]
+    try:
+        cases = [tuple(int(x) for x in c.lower().split("x")) for c in args.case or []]
+    except ValueError:
+        raise SystemExit(f"streamdetect bench-live: error: --case takes STREAMSxFACES such as 4x1, got {args.case}")
     results = run_bench_live(model, backends, tuple(args.faces or (1, 2, 4, 8)), tuple(args.streams or (1, 2, 3, 4)),
-                             args.seconds)
+                             args.seconds, capacity=args.capacity, cases=cases or None)
     desc = describe(model)
-    print(f"hardware: {hardware.describe()}\nmodel: {desc}\nemulated cameras: 1280x720 @ 30 fps, drop-oldest\n")
+    print(header(desc, args.capacity))
     print(format_table(results))
     if args.json:
         from pathlib import Path
 
-        Path(args.json).write_text(json.dumps({"hardware": hardware.describe(), "model": desc,
+        Path(args.json).write_text(json.dumps({"hardware": hardware.describe(), "load": hardware.load(),
+                                               "capacity": args.capacity, "model": desc,
                                                "results": as_dicts(results)}, indent=2) + "\n")
     return 0
 
@@ -320,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faces", type=int, action="append", help="faces per stream, repeatable (default 1 2 4 8)")
     p.add_argument("--streams", type=int, action="append", help="streams with one face, repeatable (default 1 2 3 4)")
     p.add_argument("--seconds", type=float, default=10.0, help="measuring time per case (after 3 s warm-up)")
+    p.add_argument("--capacity", action="store_true", help="files at full speed, wait policy: the most face-frames/s end to end")
+    p.add_argument("--case", action="append", metavar="SxF", help="explicit streams x faces case, e.g. 4x1; repeatable")
     p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     p.set_defaults(fn=cmd_bench_live)
 
