@@ -75,13 +75,13 @@ class Bus:
             self.last_status[data["stream"]] = (data, text)
         elif data["type"] == "alert":
             self.recent_alerts.append((data, text))
-        for client in self.clients:
-            client.put(data, text)
-        for sink in self.sinks:
+        for sink in self.sinks:  # first: the event store has an alert queued before any client can see it
             try:
                 sink(data, text)
             except Exception:
                 log.exception("message sink %r failed on a %s message", sink, data["type"])
+        for client in self.clients:
+            client.put(data, text)
 
     def subscribe(self, subscription: Subscribe) -> ClientQueue:
         client = ClientQueue(subscription, self.client_queue_size)
