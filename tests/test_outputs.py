@@ -357,11 +357,57 @@ def test_broker_down_at_start_then_up(engine, detector, tmp_path):
             events = [json.loads(m.payload) for m in watcher.on(f"{p}/events")]
     finally:
         broker.stop()
-    assert start_s < 10 and health["status"] == "ok" and connected
+    # Wide bounds that only a blocking connect to the absent broker (seconds each) could break, not a slow machine.
+    assert start_s < 30 and health["status"] == "ok" and connected
     assert len(up) == 5
     print(f"sink calls: {len(timings)}, slowest {max(timings) * 1e3:.2f} ms")
-    assert max(timings) < 0.25, sorted(timings)[-5:]  # the sink never waited for the absent broker
+    assert max(timings) < 1.0, sorted(timings)[-5:]  # the sink never waited for the absent broker
     assert online.payload == "online"
     alerts_while_down = [e for e in events if e["type"] == "alert" and e["ts"] < broker_up]
     assert alerts_while_down and alerts_while_down[0]["stream"] == "cam"
     assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)  # queued ones first, in order
+
+
+@needs_mosquitto
+def test_events_reach_a_subscriber_across_a_broker_restart(engine, detector, tmp_path):
+    """The broker goes away mid-run and comes back: every alert the service raised meanwhile reaches a subscriber
+    whose session the broker kept (mosquitto persistence), none is lost and none is counted as dropped."""
+    p, port = "sd-restart", free_port()
+    broker = Broker(tmp_path / "broker", port, persistent=True).start()
+    watcher = Watcher(port, f"{p}/events", client_id="sd-restart-watcher", clean=False).start()
+
+    async def scenario():
+        service = Service(live_config(server=ServerConfig(port=0), mqtt=mqtt_config(port, p, "sd-restart")),
+                          engine, detector)
+        http_port = await service.start()
+        seen = []
+        try:
+            async with connect(f"ws://127.0.0.1:{http_port}/ws?types=alert") as ws:
+                await ws.recv()  # hello
+                seen.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))  # an alert while the broker is up
+                await asyncio.to_thread(watcher.wait_for, is_event(p), 20)
+                await asyncio.to_thread(watcher.stop)  # the session stays on the broker
+                await asyncio.to_thread(broker.stop)  # the broker goes away mid-run ...
+                down_at = time.time()
+                while not any(m["ts"] > down_at for m in seen):  # ... and the service raises alerts meanwhile
+                    seen.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+                await asyncio.to_thread(broker.start)  # ... and comes back
+                deadline = time.monotonic() + 45
+                while not service.mqtt.client.is_connected() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(2)  # the queued events on their way
+        finally:
+            await service.stop()
+        return seen, service.mqtt.dropped
+
+    try:
+        seen, dropped = asyncio.run(scenario())
+        with Watcher(port, f"{p}/events", client_id="sd-restart-watcher", clean=False) as again:
+            want = {(m["track"], m["ts"]) for m in seen}
+            again.wait_for(lambda m: want <= {(e["track"], e["ts"]) for e in
+                                              (json.loads(x.payload) for x in again.on(f"{p}/events") + watcher.on(f"{p}/events"))
+                                              if e["type"] == "alert"}, 30)
+    finally:
+        watcher.stop()
+        broker.stop()
+    assert dropped == 0
