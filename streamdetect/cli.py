@@ -50,7 +50,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from streamdetect.bench import default_model, describe, format_table, run_bench, write_json
+    from streamdetect.bench.engines import default_model, describe, format_table, run_bench, write_json
 
     model = args.model or default_model()
     desc = describe(model)
@@ -67,9 +67,9 @@ def cmd_bench(args) -> int:
 def cmd_bench_live(args) -> int:
     import json
 
-    from streamdetect import hardware
-    from streamdetect.bench import default_model, describe
-    from streamdetect.bench_live import as_dicts, format_table, header, run_bench_live
+    from streamdetect.bench import hardware
+    from streamdetect.bench.engines import default_model, describe
+    from streamdetect.bench.live import as_dicts, format_table, header, run_bench_live
     from streamdetect.engines import available_backends
 
     model = args.model or default_model()
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     p.set_defaults(fn=cmd_bench_live)
 
-    from streamdetect import guard, watch
+    from streamdetect.clients import guard, watch
     from streamdetect.cluster import cli as cluster_cli
     from streamdetect.training import cli as training_cli
 

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from streamdetect import bench_live, hardware
-from streamdetect.bench_live import LiveResult, format_table, run_case, with_ratios
+from streamdetect.bench import hardware
+from streamdetect.bench import live as bench_live
+from streamdetect.bench.live import LiveResult, format_table, run_case, with_ratios
 from tests.support.clips import encode, sample_frames
 
 

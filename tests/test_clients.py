@@ -23,12 +23,12 @@ import jsonschema
 import numpy as np
 import pytest
 
-from streamdetect import client as client_module
-from streamdetect.client import (AlertEvent, AuthError, ConnectionEvent, ConnectionFailed, ErrorEvent, FaceEvent,
+from streamdetect.clients import library as client_module
+from streamdetect.clients.library import (AlertEvent, AuthError, ConnectionEvent, ConnectionFailed, ErrorEvent, FaceEvent,
                                  HelloEvent, ScoresEvent, StatusEvent, StreamDetectClient, UnknownEvent, parse_event,
                                  service_url)
 from streamdetect.config import ServerConfig, ServiceConfig, SourceConfig
-from streamdetect.guard import Debouncer, GuardOptions, run_guard
+from streamdetect.clients.guard import Debouncer, GuardOptions, run_guard
 from streamdetect.scoring import ScoringConfig
 from streamdetect.service import Service, sample_clip
 from tests.conftest import make_clip
@@ -237,11 +237,11 @@ def test_watch_json_table_and_errors(engine, detector):
         url = f"ws://127.0.0.1:{port}"
         try:
             return await asyncio.gather(
-                run_cli("streamdetect.watch", url, "--json", "--token", "s3cret", until=json_lines_show_everything),
-                run_cli("streamdetect.watch", url, "--token", "s3cret", "--stream", "call",
+                run_cli("streamdetect.clients.watch", url, "--json", "--token", "s3cret", until=json_lines_show_everything),
+                run_cli("streamdetect.clients.watch", url, "--token", "s3cret", "--stream", "call",
                         until=table_shows_everything),
-                run_cli("streamdetect.watch", url, "--json", "--token", "nope"),
-                run_cli("streamdetect.watch", f"ws://127.0.0.1:{free_port()}", "--json"))
+                run_cli("streamdetect.clients.watch", url, "--json", "--token", "nope"),
+                run_cli("streamdetect.clients.watch", f"ws://127.0.0.1:{free_port()}", "--json"))
         finally:
             await service.stop()
 

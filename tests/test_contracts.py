@@ -1,4 +1,4 @@
-"""One message contract: the service's dataclasses (streamdetect.messages), the client's events (streamdetect.client)
+"""One message contract: the service's dataclasses (streamdetect.messages), the client's events (streamdetect.clients)
 and the JSON Schema (streamdetect/schema/messages.v1.json) name the same types, fields and required fields; and a
 client's subscription is checked in one place (Subscribe)."""
 
@@ -9,7 +9,8 @@ from importlib.resources import files
 import jsonschema
 import pytest
 
-from streamdetect import client, messages
+from streamdetect import messages
+from streamdetect.clients import library as client
 from streamdetect.messages import MESSAGE_CLASSES, MESSAGE_TYPES, FaceScore, Subscribe
 
 SCHEMA = json.loads((files("streamdetect.schema") / "messages.v1.json").read_text())

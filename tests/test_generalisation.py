@@ -269,8 +269,9 @@ def test_scan_scores_the_crops_prepare_made_for_training(tmp_path, detector):
     engine = load_engine(tmp_path / "export", backend="onnxruntime")
     with torch.no_grad():
         trained = model.probabilities(model(torch.from_numpy(crops)[:, None]))[:, 0, 1].numpy()
-    result = scan(tmp_path / "data" / "real" / "sample.mp4", ServiceConfig(faces=FacesConfig(detect_every=3)),
-                  engine, detector)
+    # skip_steady off: every 3rd frame is then a whole-frame detector run (the sample is 360p: no tiles either)
+    result = scan(tmp_path / "data" / "real" / "sample.mp4",
+                  ServiceConfig(faces=FacesConfig(detect_every=3, skip_steady=False)), engine, detector)
     served = {t["frame"]: t["p_fake"] for t in result["timeline"] if t["p_fake"] is not None}
     # Detector frames (every 3rd), except the service's tiled passes (every 15th: other boxes for the same face).
     detect_frames = [i for i, n in enumerate(numbers) if n % 3 == 0 and n % 15 and n in served]

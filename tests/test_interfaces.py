@@ -90,7 +90,9 @@ def test_pipeline_signature_documents_the_interfaces():
 
 # -- shared helpers ---------------------------------------------------------------------------------------------
 def test_one_backoff():
-    from streamdetect import client, guard, retry
+    from streamdetect import retry
+    from streamdetect.clients import guard
+    from streamdetect.clients import library as client
     from streamdetect.sources import Backoff as from_sources
     from streamdetect.sources.pyav import Backoff as from_pyav
 

@@ -128,7 +128,7 @@ def test_noise_has_no_face(mesh, frontal):
 
 def test_batch_matches_single_calls(mesh, detector, two_faces):
     rgb = two_faces
-    faces = [d for d in detector.detect(rgb) if d.score > 0.8]
+    faces = [d for d in detector.detect(rgb) if d.score > 0.7]  # the smaller face of the sample grid scores ~0.8
     assert len(faces) == 2
     batched, presence = mesh.landmarks_with_presence(rgb, faces)
     for face, points, p in zip(faces, batched, presence):

@@ -92,7 +92,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args) -> int:
-    from streamdetect import hardware
+    from streamdetect.bench import hardware
 
     rows = []
     load = os.getloadavg()

@@ -17,7 +17,7 @@ import sys
 import time
 from collections import deque
 
-from streamdetect.client import (AlertEvent, AuthError, ConnectionEvent, ConnectionFailed, Event, HelloEvent,
+from streamdetect.clients.library import (AlertEvent, AuthError, ConnectionEvent, ConnectionFailed, Event, HelloEvent,
                                  ScoresEvent, StatusEvent, StreamDetectClient, TrackEndEvent, redact)
 
 # Previews are whole JPEG frames: useless in a terminal, so not asked for unless --types names them.

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from streamdetect import hardware
+from streamdetect.bench import hardware
 from streamdetect.engines import available_backends
 from streamdetect.loading import load_engine
 from streamdetect.errors import StreamDetectError

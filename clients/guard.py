@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from streamdetect import __version__
-from streamdetect.client import (AlertEvent, AuthError, ConnectionFailed, Event, HelloEvent, ScoresEvent, StatusEvent,
+from streamdetect.clients.library import (AlertEvent, AuthError, ConnectionFailed, Event, HelloEvent, ScoresEvent, StatusEvent,
                                  StreamDetectClient, TrackEndEvent)
 from streamdetect.errors import StreamDetectError
 from streamdetect.retry import Backoff

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from streamdetect import hardware
+from streamdetect.bench import hardware
 from streamdetect.config import ServerConfig, ServiceConfig, SourceConfig
 from streamdetect.engines.registry import cache_dir
 from streamdetect.service import sample_clip
@@ -192,13 +192,13 @@ def header(model_desc: str, capacity: bool) -> str:
 
 
 def main(argv=None) -> int:
-    """`python -m streamdetect.bench_live`: bench-live with --capacity and --case (until the CLI has them)."""
+    """`python -m streamdetect.bench.live`: bench-live with --capacity and --case (until the CLI has them)."""
     import argparse
     import json
 
-    from streamdetect.bench import default_model, describe
+    from streamdetect.bench.engines import default_model, describe
 
-    p = argparse.ArgumentParser(prog="python -m streamdetect.bench_live", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m streamdetect.bench.live", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="checkpoint or export directory (default: the bundled model)")
     p.add_argument("--backend", action="append", help="repeatable; default: onnxruntime (torch is always added)")
     p.add_argument("--faces", type=int, action="append", help="faces per stream, repeatable (default 1 2 4 8)")

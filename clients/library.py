@@ -128,7 +128,7 @@ class ConnectionEvent(Event):
 EVENT_TYPES: dict[str, type[Event]] = {c.type: c for c in (
     HelloEvent, ScoresEvent, AlertEvent, StatusEvent, TrackEndEvent, PreviewEvent, ErrorEvent)}
 if set(EVENT_TYPES) != set(messages.MESSAGE_TYPES):  # a message type added without its event
-    raise ImportError(f"streamdetect.client has events for {sorted(EVENT_TYPES)}, the service sends "
+    raise ImportError(f"streamdetect.clients has events for {sorted(EVENT_TYPES)}, the service sends "
                       f"{sorted(messages.MESSAGE_TYPES)}")
 
 
