@@ -87,9 +87,9 @@ class WebSocketServer:
             if not self._authorised(request):
                 return connection.respond(http.HTTPStatus.UNAUTHORIZED,
                                           "missing or wrong token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n")
-            status, body, content_type = await events_api.handle(self.events, request.method, path,
-                                                                 urlsplit(request.path).query)
-            return _reply(status, body, content_type)
+            status, body, content_type, headers = await events_api.handle(
+                self.events, request.method, path, urlsplit(request.path).query, request.headers.get("Range"))
+            return _reply(status, body, content_type, headers)
         if request.method != "GET":
             return connection.respond(http.HTTPStatus.METHOD_NOT_ALLOWED, f"{request.method} is only allowed on /api/events/ID\n")
         if path == "/favicon.ico":
@@ -157,8 +157,9 @@ def _same_origin(request) -> bool:
     return origin is None or urlsplit(origin).netloc == request.headers.get("Host", "")
 
 
-def _reply(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
-    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
+def _reply(status: http.HTTPStatus, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> Response:
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
+                       *(extra or {}).items()])
     return Response(status.value, status.phrase, headers, body)
 
 

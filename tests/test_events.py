@@ -43,6 +43,16 @@ def api(port: int, path: str, token: str | None = "t0k", method: str = "GET"):
         return json.loads(body) if reply.headers["Content-Type"] == "application/json" else body
 
 
+def ranged(port: int, path: str, byte_range: str, token: str = "t0k"):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Authorization": f"Bearer {token}", "Range": byte_range})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, reply.headers, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
 def status_of(port: int, path: str, **kw) -> int:
     try:
         api(port, path, **kw)
@@ -91,6 +101,13 @@ def test_events_clips_and_http_api(engine, detector, tmp_path):
             span = float(frames[-1].pts * stream.time_base)
             assert len(frames) >= 5 and 0.5 <= span <= 2.5  # 1 s before + 1 s after the alert, at the processed rate
             assert (await call(api, port, f"/api/events/{event['id']}/thumbnail.jpg"))[:3] == b"\xff\xd8\xff"  # a JPEG
+            # players seek with Range requests: 206 with the asked bytes, 416 past the end
+            whole = clip.read_bytes()
+            status, headers, part = await call(ranged, port, f"/api/events/{event['id']}/clip.mp4", "bytes=100-199")
+            assert status == 206 and part == whole[100:200] and headers["Content-Range"] == f"bytes 100-199/{len(whole)}"
+            status, _, tail = await call(ranged, port, f"/api/events/{event['id']}/clip.mp4", "bytes=-50")
+            assert status == 206 and tail == whole[-50:]
+            assert (await call(ranged, port, f"/api/events/{event['id']}/clip.mp4", f"bytes={len(whole)}-"))[0] == 416
 
             # filters and pagination
             assert (await call(api, port, "/api/events?stream=elsewhere"))["total"] == 0

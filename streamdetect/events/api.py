@@ -2,7 +2,7 @@
 
     GET    /api/events?stream=&verdict=&since=&until=&min_confidence=&limit=&offset=
     GET    /api/events/{id}
-    GET    /api/events/{id}/clip.mp4
+    GET    /api/events/{id}/clip.mp4        (Range requests answered with 206, so players can seek)
     GET    /api/events/{id}/thumbnail.jpg
     DELETE /api/events/{id}
 
@@ -55,12 +55,35 @@ def _filter(query: str) -> EventFilter:
         raise ApiError(http.HTTPStatus.BAD_REQUEST, str(exc)) from None
 
 
-async def handle(recorder, method: str, path: str, query: str) -> tuple[http.HTTPStatus, bytes, str]:
-    """Route one request; returns (status, body, content type)."""
+async def handle(recorder, method: str, path: str, query: str,
+                 range_header: str | None = None) -> tuple[http.HTTPStatus, bytes, str, dict[str, str]]:
+    """Route one request; returns (status, body, content type, extra headers)."""
     try:
-        return await _route(recorder, method, path, query)
+        status, body, content_type = await _route(recorder, method, path, query)
     except ApiError as exc:
-        return exc.status, json.dumps({"error": str(exc)}).encode(), "application/json"
+        return exc.status, json.dumps({"error": str(exc)}).encode(), "application/json", {}
+    if content_type == "video/mp4":  # players seek with Range requests
+        return _ranged(body, range_header)
+    return status, body, content_type, {}
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _ranged(body: bytes, range_header: str | None):
+    """RFC 9110 single byte ranges for clips (`bytes=a-b`, `bytes=a-`, `bytes=-n`); anything else gets it all."""
+    size, headers = len(body), {"Accept-Ranges": "bytes"}
+    match = _RANGE.match((range_header or "").strip())
+    if not match or match.groups() == ("", ""):
+        return http.HTTPStatus.OK, body, "video/mp4", headers
+    first, last = match.groups()
+    start, end = (size - int(last), size - 1) if first == "" else (int(first), min(int(last), size - 1) if last else size - 1)
+    start = max(0, start)
+    if start >= size or start > end:
+        headers["Content-Range"] = f"bytes */{size}"
+        return http.HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, b"", "video/mp4", headers
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return http.HTTPStatus.PARTIAL_CONTENT, body[start:end + 1], "video/mp4", headers
 
 
 async def _route(recorder, method: str, path: str, query: str):
