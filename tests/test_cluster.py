@@ -19,10 +19,11 @@ redis = pytest.importorskip("redis")
 from websockets.asyncio.client import connect  # noqa: E402
 
 from streamdetect.cluster import checkpoint  # noqa: E402
-from streamdetect.cluster.director import connect_ray, start_director  # noqa: E402
+from streamdetect.cluster.director import connect_ray  # noqa: E402
 from streamdetect.cluster.gateway import Gateway  # noqa: E402
 from streamdetect.cluster.store import ClusterError, Keys, connect as redis_connect  # noqa: E402
-from streamdetect.config import EventsConfig, ServerConfig, ServiceConfig  # noqa: E402
+from streamdetect.cluster.local import FAST_HEALTH, LocalCluster  # noqa: E402
+from streamdetect.config import EventsConfig, ServerConfig, ServiceConfig, SourceConfig  # noqa: E402
 from streamdetect.service import sample_clip  # noqa: E402
 from tests.support.redis_server import REDIS_SERVER, RedisServer  # noqa: E402
 
@@ -31,9 +32,6 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.skipif(not os.path.exists(RE
 
 STREAMS = ("cam1", "cam2", "cam3", "cam4")
 PREFIX = "sdtest"
-# Node death noticed in ~1.5-2.5 s instead of ~15 s (Ray's defaults): the GCS reads these at start.
-FAST_HEALTH = {"RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "3",
-               "RAY_health_check_timeout_ms": "500", "RAY_health_check_initial_delay_ms": "500"}
 
 
 class Env:
@@ -48,39 +46,25 @@ def redis_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, redis_server):
-    from ray.cluster_utils import Cluster
-
+    """The product's own LocalCluster (two emulated nodes, fast health checks, the director, four streams) on the
+    module's redis-server; its exit stops everything, also when a test failed."""
     folder = tmp_path_factory.mktemp("cluster")
     saved = {k: os.environ.get(k) for k in [*FAST_HEALTH, "STREAMDETECT_CACHE", "XDG_DATA_HOME"]}
-    os.environ.update(FAST_HEALTH, STREAMDETECT_CACHE=str(folder / "cache"), XDG_DATA_HOME=str(folder / "data"))
+    os.environ.update(STREAMDETECT_CACHE=str(folder / "cache"), XDG_DATA_HOME=str(folder / "data"))
     e = Env()
-    e.redis_server, e.cluster, e.director = redis_server, None, None
+    e.redis_server, e.redis = redis_server, redis_connect(redis_server.url)
+    e.config = ServiceConfig(server=ServerConfig(scores_hz=10.0, preview_hz=1.0, thumbnails=False),
+                             events=EventsConfig(enabled=False))
+    streams = [SourceConfig(str(sample_clip()), name, realtime=True, loop=True) for name in STREAMS]
+    t0 = time.monotonic()
     try:
-        e.redis = redis_connect(e.redis_server.url)
-        t0 = time.monotonic()
-        e.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-        e.node_b = e.cluster.add_node(num_cpus=2)
-        e.cluster.wait_for_nodes()
-        connect_ray(e.cluster.address)
-        e.head_id = ray.get_runtime_context().get_node_id()
-        e.config = ServiceConfig(server=ServerConfig(scores_hz=10.0, preview_hz=1.0, thumbnails=False),
-                                 events=EventsConfig(enabled=False))
-        e.director = start_director(e.redis_server.url, PREFIX, config=e.config, streams_per_group=2, wait_ms=4.0)
-        for name in STREAMS:
-            ray.get(e.director.add_stream.remote(str(sample_clip()), name, realtime=True, loop=True), timeout=180)
-        e.startup_s = time.monotonic() - t0
-        yield e
+        with LocalCluster(nodes=2, streams=streams, redis_url=redis_server.url, prefix=PREFIX, config=e.config,
+                          streams_per_group=2, wait_ms=4.0) as lc:
+            e.cluster, e.director, e.node_b = lc.cluster, lc.director, lc.nodes[1]
+            e.head_id = ray.get_runtime_context().get_node_id()
+            e.startup_s = time.monotonic() - t0
+            yield e
     finally:
-        try:
-            if e.director is not None:
-                ray.get(e.director.shutdown.remote(), timeout=60)
-                ray.kill(e.director, no_restart=True)
-        except Exception:
-            pass
-        if ray.is_initialized():
-            ray.shutdown()
-        if e.cluster is not None:
-            e.cluster.shutdown()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
