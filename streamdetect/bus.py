@@ -52,15 +52,16 @@ class ClientQueue:
 class Bus:
     """Lives on the asyncio loop; `publish` may be called from any thread."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, client_queue_size: int = 64):
+    def __init__(self, loop: asyncio.AbstractEventLoop, client_queue_size: int = 64, replay_size: int = 50):
         self.loop = loop
         self.clients: set[ClientQueue] = set()
         self.client_queue_size = client_queue_size
         # Replayed to each new subscriber, so a dashboard opened late still shows the streams and recent alerts.
+        # The service seeds the alerts from the event store, so they survive a restart.
         self.last_status: dict[str, tuple] = {}  # stream -> latest status
-        self.recent_alerts: deque = deque(maxlen=50)
-        # Where recent alerts come from for a new subscriber: the event store when there is one (they survive a
-        # restart), else the in-memory deque above. Returns (data, text) pairs, oldest first.
+        self.recent_alerts: deque = deque(maxlen=replay_size)
+        # What a new subscriber gets after the statuses, as (data, text) pairs, oldest first (the cluster gateway
+        # adds each stream's latest scores and preview).
         self.replay: Callable[[], list[tuple[dict, str]]] = lambda: list(self.recent_alerts)
         self.sinks: list[Sink] = []
 
@@ -85,12 +86,7 @@ class Bus:
 
     def subscribe(self, subscription: Subscribe) -> ClientQueue:
         client = ClientQueue(subscription, self.client_queue_size)
-        try:
-            alerts = self.replay()
-        except Exception:  # a broken store must not keep a dashboard from connecting
-            log.exception("could not read recent alerts for a new subscriber")
-            alerts = list(self.recent_alerts)
-        for data, text in [*self.last_status.values(), *alerts]:
+        for data, text in [*self.last_status.values(), *self.replay()]:
             client.put(data, text)
         self.clients.add(client)
         return client

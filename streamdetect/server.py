@@ -61,6 +61,16 @@ class WebSocketServer:
             self._server.close()
             await self._server.wait_closed()
 
+    def _refused(self, connection: ServerConnection, request):
+        """The answer for a request that may not see the feeds, events or metrics; None when it may. Browsers from
+        another origin are refused (any web page could otherwise read a loopback service), then the token."""
+        if not _same_origin(request):
+            return connection.respond(http.HTTPStatus.FORBIDDEN, "cross-origin request refused\n")
+        if not self._authorised(request):
+            return connection.respond(http.HTTPStatus.UNAUTHORIZED,
+                                      "missing or wrong token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n")
+        return None
+
     def _authorised(self, request) -> bool:
         if not self.token:
             return True
@@ -76,17 +86,13 @@ class WebSocketServer:
             status = http.HTTPStatus.OK if health["status"] == "ok" else http.HTTPStatus.SERVICE_UNAVAILABLE
             return _reply(status, json.dumps(health).encode(), "application/json")
         if path == "/metrics" and self.metrics is not None:
-            if not self._authorised(request):
-                return connection.respond(http.HTTPStatus.UNAUTHORIZED,
-                                          "missing or wrong token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n")
+            if (refused := self._refused(connection, request)) is not None:
+                return refused
             body, content_type = self.metrics()
             return _reply(http.HTTPStatus.OK, body, content_type)
         if path.startswith("/api/"):
-            if not _same_origin(request):
-                return connection.respond(http.HTTPStatus.FORBIDDEN, "cross-origin request refused\n")
-            if not self._authorised(request):
-                return connection.respond(http.HTTPStatus.UNAUTHORIZED,
-                                          "missing or wrong token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n")
+            if (refused := self._refused(connection, request)) is not None:
+                return refused
             status, body, content_type, headers = await events_api.handle(
                 self.events, request.method, path, urlsplit(request.path).query, request.headers.get("Range"))
             return _reply(status, body, content_type, headers)
@@ -97,11 +103,8 @@ class WebSocketServer:
         if path in ("/", "/index.html") or path.startswith("/static/"):
             return _dashboard_file("index.html" if not path.startswith("/static/") else path[len("/static/"):])
         if path in ("/ws", "/upload") or path.startswith("/uploads/"):
-            if not _same_origin(request):  # any web page could otherwise read a loopback service's feeds
-                return connection.respond(http.HTTPStatus.FORBIDDEN, "cross-origin request refused\n")
-            if not self._authorised(request):
-                return connection.respond(http.HTTPStatus.UNAUTHORIZED,
-                                          "missing or wrong token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n")
+            if (refused := self._refused(connection, request)) is not None:
+                return refused
             if path.startswith("/uploads/"):
                 video = self.uploads.result_path(path[len("/uploads/"):]) if self.uploads else None
                 if video is None:

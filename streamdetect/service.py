@@ -58,6 +58,7 @@ class Service:
         self.server: WebSocketServer | None = None
         self.port: int | None = None
         self._upload_detector = None  # uploads are scanned in their own thread: MediaPipe detectors are not shared
+        self.bus = self.metrics = self.events = self.mqtt = None  # set by start()
 
     def scan_upload(self, path: Path, annotate: Path, progress) -> dict:
         """Scan an uploaded file with the live model (blocking; runs in a worker thread)."""
@@ -104,7 +105,7 @@ class Service:
         from streamdetect.outputs.mqtt import MqttPublisher
 
         engine, detector = load_runtime(self.config, *self._runtime)
-        bus = self.bus = Bus(asyncio.get_running_loop())
+        bus = self.bus = Bus(asyncio.get_running_loop(), replay_size=self.config.events.replay)
         self.metrics = Metrics(bus) if self.config.server.metrics else None
         if self.metrics is not None:
             bus.add_sink(self.metrics)
@@ -116,7 +117,7 @@ class Service:
             self.events = await asyncio.to_thread(EventRecorder, self.config.events,
                                                   lambda text: bus.publish(Error(text)))
             bus.add_sink(self.events)
-            bus.replay = self.events.replay  # late subscribers get recent alerts from the store
+            bus.recent_alerts.extend(self.events.store.recent_alerts(self.config.events.replay))  # survive restarts
         on_frame = (lambda frame, faces: self.events.on_frame(frame.stream, frame.rgb, faces)) if self.events else None
         self.pipeline = Pipeline(self.config, engine, detector, bus.publish, on_frame=on_frame)
         self.mqtt = None
@@ -143,16 +144,7 @@ class Service:
             self.uploads.close()
         if self._upload_detector is not None:
             self._upload_detector.close()
-        if getattr(self, "events", None) is not None:
+        if self.events is not None:
             await asyncio.to_thread(self.events.close)  # everything queued is written before we exit
-        if getattr(self, "mqtt", None) is not None:
+        if self.mqtt is not None:
             self.mqtt.close()
-
-    async def run_forever(self, on_ready=None) -> None:
-        port = await self.start()
-        if on_ready:
-            on_ready(port)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.stop()

@@ -72,21 +72,21 @@ class Gateway:
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> int:
         self.redis = await connect_async(self.redis_url)  # ClusterError when Redis is not there
-        self.bus = bus = Bus(asyncio.get_running_loop())
+        self.bus = bus = Bus(asyncio.get_running_loop(), replay_size=self.config.events.replay)
         if self.with_events:
             from streamdetect.events.recorder import EventRecorder
 
             self.events = await asyncio.to_thread(EventRecorder, self.config.events,
                                                   lambda t: bus.publish(Error(t)))
             bus.add_sink(self.events)
+            bus.recent_alerts.extend(self.events.store.recent_alerts(self.config.events.replay))  # survive restarts
         self.metrics = None
         if self.config.server.metrics:  # the same /metrics as `serve`, from the messages (no model-call timings)
             from streamdetect.outputs.metrics import Metrics
 
             self.metrics = Metrics(bus)
             bus.add_sink(self.metrics)
-        alerts = (lambda: self.events.replay()) if self.events else (lambda: list(bus.recent_alerts))
-        bus.replay = lambda: [*alerts(), *self.latest.values()]  # after each stream's status: the latest state
+        bus.replay = lambda: [*bus.recent_alerts, *self.latest.values()]  # after each stream's status: the latest state
         await self._refresh()
         await self._poll(block_ms=None)  # catch up on the logs before the first client connects
         self.server = WebSocketServer(bus, self.hello, self.health, self.host, self.port_wanted, self.token,
@@ -196,14 +196,4 @@ class Gateway:
                 failures += 1
 
 
-async def run_gateway(gateway: Gateway, on_ready=None) -> None:
-    port = await gateway.start()
-    if on_ready:
-        on_ready(port)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await gateway.stop()
-
-
-__all__ = ["Gateway", "ClusterError", "run_gateway"]
+__all__ = ["Gateway", "ClusterError"]

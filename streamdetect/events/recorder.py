@@ -1,8 +1,8 @@
 """Records what the service decided: events, their verdict changes, confidence timelines and evidence clips.
 
 Wiring (service.py): the recorder is a Bus sink (it sees every message on the event loop and only queues it),
-the pipeline's `on_frame` hook (it keeps recent frames for clips), and the Bus's replay source (recent alerts
-for new subscribers come from the store, so they survive a restart). All database and file work happens on the
+the pipeline's `on_frame` hook (it keeps recent frames for clips); the service seeds the Bus's replay of recent
+alerts from the store, so they survive a restart. All database and file work happens on the
 recorder's own thread, so a slow disk never stalls the loop or the model. The queue is unbounded: a message
 handed to the recorder is written, never dropped.
 
@@ -73,11 +73,11 @@ class EventRecorder:
             leftover.unlink(missing_ok=True)
         self.report_error = report_error  # publishes an error message to subscribers
         self.ring = FrameRing(config.clip_before_s + 2 * FLUSH_EVERY_S, config.clip_width, config.clip_fps)
-        self.recent = deque(self.store.recent_alerts(config.replay), maxlen=max(1, config.replay))
         self._queue: queue.Queue = queue.Queue()
         self._open: dict[tuple[str, int], OpenEvent] = {}
         self._tracks: dict[tuple[str, int], TrackSeen] = {}
         self._last_retention = 0.0
+        self._closing = False  # set once close() is writing the last clips with the frames there are
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
 
@@ -85,15 +85,8 @@ class EventRecorder:
     def __call__(self, data: dict, text: str) -> None:
         """Bus sink: queue what the store needs; never blocks."""
         kind = data["type"]
-        if kind == "alert":
-            if self.cfg.replay:
-                self.recent.append((data, text))
+        if kind in ("alert", "scores", "track_end"):
             self._queue.put((kind, data, text))
-        elif kind in ("scores", "track_end"):
-            self._queue.put((kind, data, text))
-
-    def replay(self) -> list[tuple[dict, str]]:
-        return list(self.recent) if self.cfg.replay else []
 
     def on_frame(self, stream: str, rgb, faces) -> None:
         """The processing thread's hook: keep the annotated frame for clips."""
@@ -211,8 +204,6 @@ class EventRecorder:
         if now - self._last_retention >= self.cfg.retention_every_s:
             self._last_retention = now
             self.enforce_retention()
-
-    _closing = False
 
     def _finish_all(self) -> None:
         self._closing = True

@@ -83,10 +83,8 @@ class EventFilter:
 class EventStore:
     """SQL over one connection. `open_store(dir, url)` picks SQLite or PostgreSQL."""
 
-    placeholder = "?"
-
-    def __init__(self, connection, dialect: dict[str, str]):
-        self.db = connection
+    def __init__(self, connection, dialect: dict[str, str], placeholder: str = "?"):
+        self.db, self.placeholder = connection, placeholder
         self.lock = threading.RLock()
         with self.lock:
             self._executescript(_SCHEMA.format(**dialect))
@@ -177,17 +175,10 @@ class EventStore:
 
     # -- reads (the HTTP API) ---------------------------------------------------------------------------
     def list(self, f: EventFilter) -> tuple[list[dict], int]:
-        where, args = [], []
-        if f.stream is not None:
-            where.append("stream = ?"), args.append(f.stream)
-        if f.verdict is not None:
-            where.append("verdict = ?"), args.append(f.verdict)
-        if f.since is not None:
-            where.append("started >= ?"), args.append(f.since)
-        if f.until is not None:
-            where.append("started < ?"), args.append(f.until)
-        if f.min_confidence is not None:
-            where.append("peak_confidence >= ?"), args.append(f.min_confidence)
+        conditions = (("stream = ?", f.stream), ("verdict = ?", f.verdict), ("started >= ?", f.since),
+                      ("started < ?", f.until), ("peak_confidence >= ?", f.min_confidence))
+        where = [sql for sql, value in conditions if value is not None]
+        args = [value for _, value in conditions if value is not None]
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         with self.lock:
             total = self._rows(f"SELECT COUNT(*) AS n FROM events{clause}", args)[0]["n"]
@@ -245,12 +236,9 @@ def open_store(folder: Path, database: str | None = None) -> EventStore:
         except ImportError as exc:
             raise RuntimeError("events.database is a PostgreSQL URL but psycopg is not installed: "
                                "pip install 'streamdetect[postgres]'") from exc
-        store = EventStore.__new__(EventStore)
-        store.placeholder = "%s"
         # autocommit: reads never hold a transaction open between API calls
-        EventStore.__init__(store, psycopg.connect(database, autocommit=True),
-                            {"id": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA", "real": "DOUBLE PRECISION"})
-        return store
+        return EventStore(psycopg.connect(database, autocommit=True),
+                          {"id": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA", "real": "DOUBLE PRECISION"}, placeholder="%s")
     folder.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(folder / "events.db", check_same_thread=False, isolation_level="DEFERRED")
     db.execute("PRAGMA journal_mode=WAL")  # survives a kill -9 mid-write; readers do not block the writer
