@@ -84,6 +84,7 @@ class StreamWorker:
 
     source: FrameSource
     tracker: FaceTracker
+    phase: int = 0  # the stream's index: detector runs of different streams are staggered by it
     faces: dict[int, FaceState] = field(default_factory=dict)
     frames: int = 0
     input_meter: RateMeter = field(default_factory=RateMeter)
@@ -115,9 +116,9 @@ class Pipeline:
         self._ready = threading.Event()
         self._stop = threading.Event()
         self.workers: list[StreamWorker] = []
-        for source in [*(_video_source(i, sc) for i, sc in enumerate(config.sources)), *sources]:
+        for i, source in enumerate([*(_video_source(i, sc) for i, sc in enumerate(config.sources)), *sources]):
             source.attach(self._ready, self._on_status)
-            self.workers.append(StreamWorker(source, FaceTracker(max_missed=config.faces.max_missed)))
+            self.workers.append(StreamWorker(source, FaceTracker(max_missed=config.faces.max_missed), phase=i))
         names = [w.name for w in self.workers]
         if len(set(names)) != len(names):
             raise ValueError(f"two sources have the same name {names}; give each a distinct name")
@@ -225,7 +226,7 @@ class Pipeline:
 
     def _faces(self, w: StreamWorker, frame) -> list[FaceJob]:
         # Streams are staggered by their index: with 4 streams the detector runs on different rounds.
-        update = self.face_stage.step(frame.rgb, w.tracker, w.frames, phase=self.workers.index(w))
+        update = self.face_stage.step(frame.rgb, w.tracker, w.frames, phase=w.phase)
         w.frames += 1
         for track_id in update.ended:
             self._end_track(w, track_id)
