@@ -37,7 +37,8 @@ def frontal(request, detector):
     FaceForensics++ actor clip's first frame. (On the sample's medium shots BlazeFace's eye keypoints, which
     align_crop levels, sit up to ~5 px off the mesh's eye corners at 224 px: too coarse for the levelling check.)"""
     rgb = sample_frame(135) if request.param == "sample" else first_frame(FRONTAL)
-    (face,) = [d for d in detector.detect(rgb) if d.score > 0.8]
+    # One confident face. (BlazeFace scores this FF++ c40 first frame ~0.78: compressed and 1080p, the face ~280 px.)
+    (face,) = [d for d in detector.detect(rgb) if d.score > 0.6]
     return rgb, face
 
 
