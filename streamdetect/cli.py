@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -65,7 +66,6 @@ def cmd_bench(args) -> int:
 
 
 def cmd_bench_live(args) -> int:
-    import json
 
     from streamdetect.bench import hardware
     from streamdetect.bench.engines import default_model, describe
@@ -107,9 +107,18 @@ def cmd_card(args) -> int:
     from streamdetect.export import CARD_FILE
     from streamdetect.model import ModelCard, read_card
 
+    from streamdetect.engines.layout import INT8_FILE
+    from streamdetect.loading import prebuilt_export
+
     path = Path(args.model)
     card = ModelCard.from_json((path / CARD_FILE).read_text(), str(path)) if path.is_dir() else read_card(path)
-    print(card.to_json())
+    out = json.loads(card.to_json())
+    # Which graphs run INT8 on CPU, and why, lives beside the export (int8.json): show it with the card.
+    folder = path if path.is_dir() else prebuilt_export(path)
+    if folder is not None and (folder / INT8_FILE).is_file():
+        decision = json.loads((folder / INT8_FILE).read_text())
+        out["int8"] = {k: decision.get(k) for k in ("prefer", "graphs", "reasons", "machine")}
+    print(json.dumps(out, indent=1))
     return 0
 
 

@@ -80,6 +80,9 @@ def test_errors_are_one_clear_line(tmp_path):
 def test_card_and_backends_commands(small_checkpoint):
     result = run("card", str(small_checkpoint))
     assert json.loads(result.stdout)["config"]["backbone"] == "mobilenet_v2"
+    assert "int8" not in json.loads(result.stdout)  # no export beside it, so no INT8 decision to show
+    shipped = json.loads(run("card", "streamdetect/weights/default.safetensors").stdout)
+    assert shipped["int8"]["graphs"] == {"encoder": "int8", "step": "fp32"} and shipped["int8"]["reasons"]
     result = run("backends")
     assert "onnxruntime  available" in result.stdout and "tensorrt" in result.stdout
 
