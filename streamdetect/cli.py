@@ -66,7 +66,6 @@ def cmd_bench(args) -> int:
 
 
 def cmd_bench_live(args) -> int:
-
     from streamdetect.bench import hardware
     from streamdetect.bench.engines import default_model, describe
     from streamdetect.bench.live import as_dicts, format_table, header, run_bench_live
