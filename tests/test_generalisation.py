@@ -243,6 +243,47 @@ def test_a_big_fake_family_weighs_no_more_than_a_small_one(tmp_path):
     assert 0.45 < share[True] < 0.55 and share[False] < 0.2  # uniform over clips: 1 in 9
 
 
+def test_match_reals_pairs_each_dataset_fake_with_a_real_of_its_collection(tmp_path, monkeypatch):
+    """match_reals: the real after a dataset fake comes from the fake's collection (so its codec is no cue); a
+    collection with too few reals, and self-blended fakes, leave the real to the ordinary mix."""
+    from pathlib import Path
+
+    from streamdetect.training.data import MATCH_MIN, BatchSampler, ClipStore
+    from streamdetect.training.prepare import write_manifest
+    from streamdetect.training.readers import MediaItem
+    from tests.support.prepared import write_item
+
+    rng = np.random.default_rng(0)
+    sources = {"ffpp": MATCH_MIN, "talking": 8, "tiny": MATCH_MIN - 1}  # reals per collection
+    for source, n in sources.items():
+        for i in range(n):
+            write_item(tmp_path, f"real_{source}_{i}", MediaItem(Path(f"{source}{i}.mp4"), 0, "original", source,
+                                                                f"{source}{i}"), 2, rng)
+        item = MediaItem(Path(f"{source}_fake.mp4"), 1, f"Gen-{source}", source, f"{source}0", family="blend")
+        write_item(tmp_path, f"fake_{source}", item, 2, rng)
+    write_manifest(tmp_path)
+    clips = load_clips([tmp_path], 112)
+    cfg = load_config(None, **{**TINY, "fake_mix": {"blend": 1.0}, "sbi": {"enabled": False}, "match_reals": True})
+    sampler = BatchSampler(clips, cfg, ClipStore(112))
+    by_key = {c.key: c for c in clips}
+    for fake_source in sources:
+        fake = by_key[f"fake_{fake_source}"]
+        drawn = [sampler.matched_real(fake, "blend", np.random.default_rng(i)) for i in range(50)]
+        if fake_source == "tiny":
+            assert drawn == [None] * 50  # too few of its own: the ordinary real mix decides
+        else:
+            assert {c.item.source_dataset for c in drawn} == {fake_source} and len({c.key for c in drawn}) > 1
+    assert sampler.matched_real(by_key["real_talking_0"], "sbi", rng) is None
+    # In a batch every real right after a matched fake is of that fake's collection (frames are not needed here).
+    drawn_order = []
+    monkeypatch.setattr("streamdetect.training.data.make_sample",
+                        lambda store, clip, *a, **k: (drawn_order.append(clip), np.zeros(1), None, clip.label)[1:])
+    sampler.batch(0)
+    pairs = list(zip(drawn_order[::2], drawn_order[1::2]))
+    assert len(pairs) == TINY["batch_size"] // 2 and all(f.label == 1 and r.label == 0 for f, r in pairs)
+    assert all(r.item.source_dataset == f.item.source_dataset for f, r in pairs if f.item.source_dataset != "tiny")
+
+
 # -- serving sees what training saw -------------------------------------------------------------------------------
 
 def test_scan_scores_the_crops_prepare_made_for_training(tmp_path, detector):

@@ -71,6 +71,10 @@ class TrainConfig:
     # Draw a fake's generator family first, then the clip: every fake family weighs the same inside its pool.
     # Off by default: with a few demo clips per family it overfits them (README, ablations).
     balance_generators: bool = False
+    # Pair each dataset fake with a real from its own collection (source dataset, and kind where it can), so that
+    # a collection's camera, codec and framing are no cue: FF++ c40 fakes are 40 % of the v2 fakes but its
+    # originals ~8 % of the reals. Self-blended fakes are made from reals of the real mix and stay unpaired.
+    match_reals: bool = False
     # Leave-one-family-out: generator families (MediaItem.generator, e.g. "Hallo", "real-TalkingHeadBench") or
     # source datasets (e.g. "FaceForensics++") kept out of training and validation entirely; `streamdetect
     # evaluate --run RUN --split holdout` then scores them.

@@ -136,6 +136,9 @@ def make_sample(store: ClipStore, clip: Clip, rng: np.random.Generator, length: 
     return frames, expr, label
 
 
+MATCH_MIN = 3  # fewest reals a collection needs before its fakes are paired with them (match_reals)
+
+
 class BatchSampler:
     """Balanced batches: half real, half fake; inside each class the configured pool weights."""
 
@@ -162,6 +165,10 @@ class BatchSampler:
         self.by_generator = {(label, name): _group_by_generator(clips) if label == 1 and balance else [clips]
                              for label, pools in self.pools.items() for name, clips in pools.items() if clips}
         self.weights = {0: self._weights(self.pools[0], config.real_mix), 1: self._weights(self.pools[1], config.fake_mix)}
+        self.reals_of: dict = {}  # collection (source dataset) and (collection, kind) -> its training reals
+        for c in real:
+            for key in (c.item.source_dataset, (c.item.source_dataset, c.kind)):
+                self.reals_of.setdefault(key, []).append(c)
         if not self.weights[0]:
             raise DatasetError("the training split has no real items; training needs real faces")
         if not self.weights[1]:
@@ -191,15 +198,31 @@ class BatchSampler:
         candidates = families[int(rng.integers(len(families)))]
         return candidates[int(rng.integers(len(candidates)))], pool
 
+    def matched_real(self, fake: Clip, pool: str, rng: np.random.Generator) -> Clip | None:
+        """A real from the fake's own collection (same kind where there are enough), or None: a self-blended fake
+        (made from a real of the mix already), or a collection with fewer than MATCH_MIN reals (one clip must
+        not become a fifth of all reals)."""
+        if pool == "sbi":
+            return None
+        for key in ((fake.item.source_dataset, fake.kind), fake.item.source_dataset):
+            same = self.reals_of.get(key, [])
+            if len(same) >= MATCH_MIN:
+                return same[int(rng.integers(len(same)))]
+        return None
+
     def batch(self, step: int):
         """The batch for `step`: (frames (B,T,S,S,3) uint8, expression (B,T,E) | None, labels (B,))."""
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, step])
-        labels = [i % 2 for i in range(cfg.batch_size)] if cfg.balance else None
+        # With match_reals a fake comes first and the real after it is drawn from the fake's collection.
+        labels = [(i + cfg.match_reals) % 2 for i in range(cfg.batch_size)] if cfg.balance else None
         frames, exprs, ys = [], [], []
+        last_fake = None
         for i in range(cfg.batch_size):
             label = labels[i] if labels else int(rng.random() < 0.5)
-            clip, pool = self.choose(label, rng)
+            paired = self.matched_real(*last_fake, rng) if label == 0 and cfg.match_reals and last_fake else None
+            clip, pool = (paired, "real") if paired else self.choose(label, rng)
+            last_fake = (clip, pool) if label == 1 else None
             f, e, y = make_sample(self.store, clip, rng, cfg.seq_len, blend=pool == "sbi",
                                   sbi_jitter=cfg.sbi.frame_jitter, augment=self.augment,
                                   flip=bool(rng.random() < self.hflip), expression=self.expression)
