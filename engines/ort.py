@@ -37,6 +37,18 @@ def pick_device(device: str = "auto") -> str:
                             "pip install 'streamdetect[gpu]'")
 
 
+def trt_cache_dir(graph: str | Path) -> Path:
+    """Where ONNX Runtime's TensorRT provider keeps the engines it builds for `graph`: the user's cache, keyed by
+    the graph's bytes. Not beside the graph: the shipped export lives in site-packages, often read-only, and a
+    TensorRT cache that cannot write its file fails (jetson-inference#1644)."""
+    import hashlib
+
+    from streamdetect.engines.registry import cache_dir
+
+    digest = hashlib.sha256(Path(graph).read_bytes()).hexdigest()[:16]
+    return cache_dir() / "ort-trt" / f"{Path(graph).stem}-{digest}"
+
+
 def make_session(path: str | Path, device: str = "cpu", threads: int | None = None, fp16: bool = False, cache_dir=None):
     """An InferenceSession that does not busy-spin: spinning threads halved end-to-end fps on 2 cores."""
     ort = import_ort()
@@ -49,7 +61,7 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
     providers = []
     for name in PROVIDERS[device]:
         if name == "TensorrtExecutionProvider":
-            cache = str(cache_dir or Path(path).parent / "ort-trt-cache")
+            cache = str(cache_dir or trt_cache_dir(path))
             providers.append((name, {"trt_fp16_enable": fp16, "trt_engine_cache_enable": True, "trt_engine_cache_path": cache}))
         else:
             providers.append(name)

@@ -51,6 +51,21 @@ def test_sessions_do_not_spin(exported):
         assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
+def test_tensorrt_provider_caches_engines_in_the_user_cache_per_graph(exported, tmp_path, monkeypatch):
+    """ORT's TensorRT engines go to $STREAMDETECT_CACHE, not beside the graph (the shipped export sits in a
+    possibly read-only site-packages), one folder per graph content."""
+    from streamdetect.engines.ort import trt_cache_dir
+
+    _, folder = exported
+    monkeypatch.setenv("STREAMDETECT_CACHE", str(tmp_path / "cache"))
+    encoder, step = trt_cache_dir(folder / "encoder.onnx"), trt_cache_dir(folder / "step.onnx")
+    assert encoder.is_relative_to(tmp_path / "cache") and not encoder.is_relative_to(folder)
+    assert encoder != step and trt_cache_dir(folder / "encoder.onnx") == encoder
+    changed = tmp_path / "encoder.onnx"
+    changed.write_bytes((folder / "encoder.onnx").read_bytes() + b"\0")
+    assert trt_cache_dir(changed) != encoder  # another graph, another engine
+
+
 def test_missing_tensorrt_names_the_extra(exported):
     _, folder = exported
     with pytest.raises((MissingDependencyError, EngineError), match="tensorrt"):
