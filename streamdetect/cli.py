@@ -14,7 +14,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     from streamdetect.model.backbones import BACKBONES
 
     p.add_argument("--backbone", default="resnext50_32x4d", choices=list(BACKBONES), help="frame encoder (default: the paper's)")
-    p.add_argument("--input-size", type=int, default=112, choices=(112, 224), help="face crop size in pixels")
+    p.add_argument("--input-size", type=int, default=112, help="face crop size in pixels (a multiple of 16, 96-320)")
     p.add_argument("--hidden-size", type=int, default=2048, help="LSTM hidden size (paper: 2048)")
     p.add_argument("--fusion", action="store_true", help="concatenate CNN features with the LSTM output before the FC")
     p.add_argument("--pretrained", action="store_true", help="start from the packaged ImageNet weights (mobilenet_v2, efficientnet_lite0)")

@@ -130,5 +130,5 @@ def test_unknown_layout_and_bad_sizes_are_named(tmp_path):
     (tmp_path / "stuff").mkdir()
     with pytest.raises(DatasetError, match="--layout"):
         prepare_dataset(tmp_path / "stuff", tmp_path / "out", progress=False)
-    with pytest.raises(ValueError, match="112 and/or 224"):
-        PrepareConfig(sizes=(96,))
+    with pytest.raises(ValueError, match="multiple of 16 from 96 to 320"):
+        PrepareConfig(sizes=(100,))

@@ -18,6 +18,15 @@ CARD_FORMAT = 1
 LABELS = ("real", "fake")  # index 1 is "fake": p_fake = softmax(logits)[..., 1]
 
 
+# Face crop sizes a model can read: square, a multiple of 16 (the backbones downsample by 16-32), 96-320 px.
+INPUT_SIZES = range(96, 321, 16)
+
+
+def check_input_size(size: int) -> None:
+    if size not in INPUT_SIZES:
+        raise ValueError(f"input_size must be a multiple of 16 from 96 to 320 (112, 160 and 224 are usual), got {size}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture. The defaults are the paper's: ResNeXt50_32x4d @112 -> LSTM 2048 -> dropout 0.4 -> FC."""
@@ -50,8 +59,7 @@ class ModelConfig:
 
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
-        if self.input_size not in (112, 224):
-            raise ValueError(f"input_size must be 112 or 224, got {self.input_size}")
+        check_input_size(self.input_size)
         if self.hidden_size < 1:
             raise ValueError(f"hidden_size must be positive, got {self.hidden_size}")
         if self.expression_size < 0:

@@ -98,7 +98,7 @@ def add_parsers(sub) -> None:
     p.add_argument("out", help="output folder (rerun to resume)")
     p.add_argument("--layout", default="auto",
                    help="faceforensics | celebdf | dfdc | folders | shared | manifest (default: detect)")
-    p.add_argument("--sizes", default="112", help="crop sizes, comma-separated: 112 and/or 224")
+    p.add_argument("--sizes", default="112", help="crop sizes, comma-separated, each a multiple of 16 from 96 to 320 (e.g. 112,224)")
     p.add_argument("--frames", type=int, default=150, help="face frames per video (paper: the first 150)")
     p.add_argument("--sampling", default="first", choices=("first", "even"), help="consecutive from the start, or spread")
     p.add_argument("--crop", default="box", choices=("box", "aligned"),

@@ -43,13 +43,15 @@ class PrepareConfig:
 
     def __post_init__(self):
         from streamdetect.faces.crop import check_style
+        from streamdetect.model.card import check_input_size
 
         check_style(self.crop)
         if self.sampling not in ("first", "even"):
             raise ValueError(f"sampling must be 'first' or 'even', got {self.sampling!r}")
-        bad = [s for s in self.sizes if s not in (112, 224)]
-        if bad or not self.sizes:
-            raise ValueError(f"sizes must be 112 and/or 224, got {list(self.sizes)}")
+        if not self.sizes:
+            raise ValueError("sizes must name at least one crop size, e.g. 112")
+        for size in self.sizes:
+            check_input_size(size)
         if self.frames < 1:
             raise ValueError(f"frames must be at least 1, got {self.frames}")
 
