@@ -26,4 +26,22 @@ lofo --folds "$F1" --out "$RUNS/ablate_animation_balanced" \
 lofo --folds "$F1" --out "$RUNS/ablate_lstm4" --set 'fake_mix={sbi: 0.35, blend: 0.25, animation: 0.4}' \
   --set balance_generators=true --set model.temporal=lstm --set model.hidden_size=512 --set batch_size=16 --set seq_len=4
 python tools/motion_lofo.py examples/lofo_folds.yaml $LOFO_DATA --out "$RUNS/motion_lofo"
+# Tried and not adopted (README "Ablations"): longer training, collection-matched reals, gentler fine-tuning,
+# 160 px input (on 8 evenly spread frames per video, against 112 px on the same frames)
+lofo --folds "$F1" --out "$RUNS/f1_steps1000" --steps 1000
+lofo --folds examples/lofo_folds.yaml --out "$RUNS/ablate_match_reals" --set match_reals=true
+lofo --folds examples/lofo_folds.yaml --out "$RUNS/ablate_backbone_lr5e-5" --set lr=5e-5
+for r in shared round2; do
+  src="examples/manifests/$r.tsv --media $MEDIA/$r"; [ $r = shared ] && src=../shared/data
+  [ -f "$P/${r}_e8/manifest.jsonl" ] || streamdetect prepare $src "$P/${r}_e8" --sizes 112,160,224 --frames 8 --sampling even
+done
+for size in 112 160; do
+  streamdetect lofo --config $CFG --data "$P/shared_e8" "$P/round2_e8" --steps $FOLD_STEPS --set augment.jitter=0 \
+    --set model.input_size=$size --folds "$F1" --out "$RUNS/e8_size$size"
+done
+# The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
+# in $MESONET, read with h5py (pip install h5py)
+if [ -n "${MESONET:-}" ]; then
+  python tools/peer_mesonet.py --weights "$MESONET" --lofo "$RUNS/lofo" "$P/shared_e8" "$P/round2_e8"
+fi
 streamdetect train --config $CFG --data "$P/shared" "$P/round2" "$P/round3" --out "$RUNS/default" --resume
