@@ -39,6 +39,10 @@ for size in 112 160; do
   streamdetect lofo --config $CFG --data "$P/shared_e8" "$P/round2_e8" --steps $FOLD_STEPS --set augment.jitter=0 \
     --set model.input_size=$size --folds "$F1" --out "$RUNS/e8_size$size"
 done
+# The shipped model on generator families it never saw (README "Generators the shipped model never saw")
+streamdetect fetch-manifest examples/manifests/round4.tsv "$MEDIA/round4"
+[ -f "$P/round4/manifest.jsonl" ] || streamdetect prepare examples/manifests/round4.tsv "$P/round4" --media "$MEDIA/round4" --frames 150
+streamdetect evaluate streamdetect/weights/default.safetensors "$P/round4" --use-card --no-sbi --out "$RUNS/eval_round4"
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)
 if [ -n "${MESONET:-}" ]; then
