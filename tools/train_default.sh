@@ -43,6 +43,8 @@ done
 streamdetect fetch-manifest examples/manifests/round4.tsv "$MEDIA/round4"
 [ -f "$P/round4/manifest.jsonl" ] || streamdetect prepare examples/manifests/round4.tsv "$P/round4" --media "$MEDIA/round4" --frames 150
 streamdetect evaluate streamdetect/weights/default.safetensors "$P/round4" --use-card --no-sbi --out "$RUNS/eval_round4"
+streamdetect lofo --config $CFG --data $LOFO_DATA "$P/round4" --steps $FOLD_STEPS --set augment.jitter=0 --folds "$F1" \
+  --out "$RUNS/f1_plus_round4"
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)
 if [ -n "${MESONET:-}" ]; then
