@@ -103,11 +103,10 @@ def cmd_backends(args) -> int:
 def cmd_card(args) -> int:
     from pathlib import Path
 
-    from streamdetect.export import CARD_FILE
-    from streamdetect.model import ModelCard, read_card
-
     from streamdetect.engines.layout import INT8_FILE
+    from streamdetect.export import CARD_FILE
     from streamdetect.loading import prebuilt_export
+    from streamdetect.model import ModelCard, read_card
 
     path = Path(args.model)
     card = ModelCard.from_json((path / CARD_FILE).read_text(), str(path)) if path.is_dir() else read_card(path)
