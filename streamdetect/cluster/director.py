@@ -103,8 +103,11 @@ class Director:
         """gid -> the group's own report (node, streams, states); {"error": ...} for one that does not answer."""
         import ray
 
-        refs = {gid: g.info.remote() for gid, g in self.groups.items() if g is not None}
-        out = {gid: {"gid": gid, "node": self.nodes.get(gid), "error": "lost"} for gid, g in self.groups.items() if g is None}
+        # A snapshot: this read runs without the lock while add_stream/the monitor may add or drop a group (the
+        # actor is threaded), and iterating the live dict then raised "dictionary changed size during iteration".
+        groups = list(self.groups.items())
+        refs = {gid: g.info.remote() for gid, g in groups if g is not None}
+        out = {gid: {"gid": gid, "node": self.nodes.get(gid), "error": "lost"} for gid, g in groups if g is None}
         for gid, ref in refs.items():
             try:
                 out[gid] = ray.get(ref, timeout=timeout)
