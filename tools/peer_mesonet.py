@@ -27,7 +27,7 @@ from torch import nn
 
 from streamdetect.model import load_checkpoint
 from streamdetect.training.data import load_clips
-from streamdetect.training.evaluate import Scored
+from streamdetect.training.evaluate import Scored, score_clip
 from streamdetect.training.lofo import ALL, family_aucs
 from streamdetect.training.progress import progress_bar
 
@@ -104,13 +104,6 @@ def meso_logits(models: dict[str, MesoNet], crops_224: np.ndarray) -> dict[str, 
     return {name: m(x).numpy() for name, m in models.items()}
 
 
-@torch.no_grad()
-def model_logits(model, crops_112: np.ndarray) -> np.ndarray:
-    f = model.encode(torch.from_numpy(crops_112))
-    logits = model.classify(f, f)
-    return (logits[:, 1] - logits[:, 0]).numpy()
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("prepared", nargs="+", help="prepared folders with 112 and 224 px crops")
@@ -134,9 +127,12 @@ def main(argv=None) -> int:
         scored = {name: [] for name in ("ours", *FILES)}
         for key in progress_bar(keys, desc=fold.name, unit="clip"):
             c, folder = clips[key], Path(clips[key].folder)
-            logits = {"ours": model_logits(model, np.load(folder / "crops_112.npy")),
-                      **meso_logits(mesos, np.load(folder / "crops_224.npy"))}
-            for name, z in logits.items():
+            size = model.card.config.input_size
+            ours, by_length = score_clip(model, np.load(folder / f"crops_{size}.npy"),
+                                         np.load(folder / "landmarks.npy") * size, window=20)  # lofo's scoring path
+            scored["ours"].append(Scored(key, c.label, c.method if c.label else "real", c.family, c.kind, ours,
+                                         by_length))
+            for name, z in meso_logits(mesos, np.load(folder / "crops_224.npy")).items():
                 scored[name].append(Scored(key, c.label, c.method if c.label else "real", c.family, c.kind, z, {}))
         # Fewer frames than lofo's min_frames: family_aucs' video score is then the mean p_fake (scan's).
         results[fold.name] = {name: family_aucs(s) for name, s in scored.items()}
