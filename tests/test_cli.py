@@ -82,7 +82,8 @@ def test_card_and_backends_commands(small_checkpoint):
     assert json.loads(result.stdout)["config"]["backbone"] == "mobilenet_v2"
     assert "int8" not in json.loads(result.stdout)  # no export beside it, so no INT8 decision to show
     shipped = json.loads(run("card", "streamdetect/weights/default.safetensors").stdout)
-    assert shipped["int8"]["graphs"] == {"encoder": "int8", "step": "fp32"} and shipped["int8"]["reasons"]
+    # v3's INT8 encoder was 1.8x faster but moved p_fake by 0.021 on average (policy: 0.02), so FP32 serves
+    assert shipped["int8"]["graphs"] == {"encoder": "fp32", "step": "fp32"} and shipped["int8"]["reasons"]
     result = run("backends")
     assert "onnxruntime  available" in result.stdout and "tensorrt" in result.stdout
 

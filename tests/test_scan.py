@@ -22,10 +22,10 @@ from tests.support.clips import FACE_AWAY
 SCAN_SCHEMA = json.loads((files("streamdetect.schema") / "scan.v1.json").read_text())
 
 # clip, the verdict the bundled model must give (None: not asserted), the main face tracks (>= 30 frames), frames
-# without a face. Measured with streamdetect-lite0-mix-v2 (alert threshold 0.764 on the rolling confidence):
-#   sample     real: max rolling confidence 0.57, far below the threshold      -> "real" is asserted
-#   ffpp-fake  fake: 0.87 (the track alerts on most of the clip)                -> "fake" is asserted
-#   ffpp-real  real, but at 0.72 it is within 0.05 of the threshold: not a verdict to rely on. It must still
+# without a face. Measured with streamdetect-lite0-mix-v3 (alert threshold 0.839 on the rolling confidence):
+#   sample     real: max rolling confidence 0.70 (window 10), below the threshold    -> "real" is asserted
+#   ffpp-fake  fake: 0.87 (the track alerts)                                        -> "fake" is asserted
+#   ffpp-real  real, but at 0.83 it is within 0.01 of the threshold: not a verdict to rely on. It must still
 #              score below the fake made from it (test_the_deepfake_scores_above_its_original).
 # The FF++ pair is in the data the model was trained on (../shared/data): a regression check, not generalisation.
 CASES = {

@@ -20,10 +20,13 @@ from streamdetect.loading import export_checkpoint
 
 TRAINING_DATA = ("shared research media (not redistributed): FaceForensics++ c40 (originals, Deepfakes, Face2Face, "
                  "FaceSwap, NeuralTextures), real talking-head clips (VoxCeleb2, GRID, LRS2, MEAD, ...), real photos "
-                 "(FFHQ, public figures), plus self-blended fakes of every real item; round2 talking-head mix (Hallo "
-                 "1/2/3, EMOPortraits, AniPortrait, LivePortrait, EchoMimic v1/v3, CyberHost, AniTalker, FLOAT, "
-                 "GeneFace, SyncTalk, TalkingHeadBench reals; examples/manifests/round2.tsv); StyleGAN2 photos only "
-                 "in validation; validation held out by identity (see streamdetect/weights/README.md)")
+                 "(FFHQ, public figures), plus self-blended fakes of every real item; talking-head, lip-sync and "
+                 "face-swap generator outputs with reals of their sources from public repositories "
+                 "(examples/manifests/round2-round5: Hallo 1/2/3, EMOPortraits, AniPortrait, LivePortrait, EchoMimic "
+                 "v1/v3, CyberHost, AniTalker, FLOAT, GeneFace, SyncTalk, ACTalker, FantasyTalking, KeySync, KeyFace, "
+                 "DiffDub, CanonSwap, roop, ReSyncer, StyleSync, StyleSwap, OmniSync, DINet, PlayingForYou, "
+                 "Real3DPortrait, RealTalk); StyleGAN2 photos only in validation; validation held out by identity "
+                 "(see streamdetect/weights/README.md)")
 
 
 def main() -> None:
@@ -31,7 +34,7 @@ def main() -> None:
     ap.add_argument("run", nargs="?")
     ap.add_argument("data", nargs="*")
     ap.add_argument("--export-only", action="store_true", help="only export --out to its sibling folder")
-    ap.add_argument("--name", default="streamdetect-lite0-mix-v2")
+    ap.add_argument("--name", default="streamdetect-lite0-mix-v3")
     ap.add_argument("--checkpoint", default="last.safetensors", help="which checkpoint of the run ships")
     ap.add_argument("--training-data", default=TRAINING_DATA)
     ap.add_argument("--out", default="streamdetect/weights/default.safetensors")

@@ -45,6 +45,17 @@ streamdetect fetch-manifest examples/manifests/round4.tsv "$MEDIA/round4"
 streamdetect evaluate streamdetect/weights/default.safetensors "$P/round4" --use-card --no-sbi --out "$RUNS/eval_round4"
 streamdetect lofo --config $CFG --data $LOFO_DATA "$P/round4" --steps $FOLD_STEPS --set augment.jitter=0 --folds "$F1" \
   --out "$RUNS/f1_plus_round4"
+# Cross-round: the shipped recipe with one new round added, scored on the other (README "New generator families")
+for r in round5_swap round5_anim; do
+  streamdetect fetch-manifest "examples/manifests/$r.tsv" "$MEDIA/round5"
+  [ -f "$P/$r/manifest.jsonl" ] || streamdetect prepare "examples/manifests/$r.tsv" "$P/$r" --media "$MEDIA/round5" --frames 120
+done
+streamdetect evaluate streamdetect/weights/default.safetensors "$P/round5_swap" "$P/round5_anim" --no-sbi --out "$RUNS/eval_round5"
+streamdetect train --config $CFG --data "$P/shared" "$P/round2" "$P/round3" "$P/round4" --out "$RUNS/plus_round4" --resume
+streamdetect evaluate "$RUNS/plus_round4/last.safetensors" "$P/round5_swap" "$P/round5_anim" --no-sbi --out "$RUNS/plus_round4/eval_round5"
+streamdetect train --config $CFG --data "$P/shared" "$P/round2" "$P/round3" "$P/round5_swap" "$P/round5_anim" \
+  --out "$RUNS/plus_round5" --resume
+streamdetect evaluate "$RUNS/plus_round5/last.safetensors" "$P/round4" --no-sbi --out "$RUNS/plus_round5/eval_round4"
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)
 if [ -n "${MESONET:-}" ]; then
