@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Reproduce the bundled default model (streamdetect-lite0-mix-v2) and the README's leave-one-family-out and
+# Reproduce the bundled default model (streamdetect-lite0-mix-v3) and the README's leave-one-family-out and
 # ablation tables, on CPU or GPU. Every step resumes where it stopped.
 #   bash tools/train_default.sh [PREPARED_DIR] [RUNS_DIR] [MEDIA_DIR]
 # Needs the training install: pip install -c constraints/cpu.txt -e '.[cpu,train]'
-# Package afterwards: python tools/package_default.py RUNS_DIR/default PREPARED_DIR/{shared,round2,round3}
+# Package afterwards: python tools/package_default.py RUNS_DIR/default PREPARED_DIR/{shared,round2,round3,round4,round5_swap,round5_anim}
 # (writes streamdetect/weights/default.safetensors and its validated ONNX export streamdetect/weights/default/)
 set -euo pipefail
 P=${1:-prepared}
@@ -61,4 +61,5 @@ streamdetect evaluate "$RUNS/plus_round5/last.safetensors" "$P/round4" --no-sbi 
 if [ -n "${MESONET:-}" ]; then
   python tools/peer_mesonet.py --weights "$MESONET" --lofo "$RUNS/lofo" "$P/shared_e8" "$P/round2_e8"
 fi
-streamdetect train --config $CFG --data "$P/shared" "$P/round2" "$P/round3" --out "$RUNS/default" --resume
+streamdetect train --config $CFG --data "$P/shared" "$P/round2" "$P/round3" "$P/round4" "$P/round5_swap" "$P/round5_anim" \
+  --out "$RUNS/default" --resume
