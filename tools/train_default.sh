@@ -56,6 +56,12 @@ streamdetect evaluate "$RUNS/plus_round4/last.safetensors" "$P/round5_swap" "$P/
 streamdetect train --config $CFG --data "$P/shared" "$P/round2" "$P/round3" "$P/round5_swap" "$P/round5_anim" \
   --out "$RUNS/plus_round5" --resume
 streamdetect evaluate "$RUNS/plus_round5/last.safetensors" "$P/round4" --no-sbi --out "$RUNS/plus_round5/eval_round4"
+streamdetect train --config $CFG --data "$P/shared" "$P/round2" "$P/round3" --set seed=1 --out "$RUNS/v2_seed1" --resume
+# the run-to-run spread row
+streamdetect evaluate "$RUNS/v2_seed1/last.safetensors" "$P/round4" --no-sbi --out "$RUNS/v2_seed1/eval_round4"
+streamdetect evaluate "$RUNS/v2_seed1/last.safetensors" "$P/round5_swap" "$P/round5_anim" --no-sbi --out "$RUNS/v2_seed1/eval_round5"
+streamdetect lofo --config $CFG --data "$P/shared" "$P/round2" "$P/round3" "$P/round4" "$P/round5_swap" "$P/round5_anim" \
+  --steps $FOLD_STEPS --set augment.jitter=0 --folds "$F1" --out "$RUNS/f1_v3_data"
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)
 if [ -n "${MESONET:-}" ]; then
