@@ -20,8 +20,8 @@ from streamdetect.model import load_checkpoint, save_checkpoint
 from streamdetect.model.card import ModelCard, ModelConfig
 from streamdetect.training.config import load_config
 from streamdetect.training.data import load_clips, split_clips
-from streamdetect.training.manifest import fetch_manifest, read_manifest_tsv
-from streamdetect.training.readers import read_dataset
+from streamdetect.training.manifest import fetch_manifest, read_manifest_tsv, source_url
+from streamdetect.training.readers import _read_tsv, read_dataset
 from streamdetect.training.train import Trainer
 from tests.conftest import small_model
 from tests.support.prepared import make_prepared
@@ -116,24 +116,27 @@ def test_bad_manifests_are_refused_with_the_fix(tmp_path, header, rows, message)
 
 
 def test_shipped_manifests_are_complete_and_distinct(tmp_path):
-    """Every manifest in examples/manifests reads as a training set (placeholders stand in for the media) and every
-    row can be fetched and checked: repo, 40-hex commit, path and a sha256 that no other row of any manifest has."""
+    """Every manifest in examples/manifests reads as a training set (placeholders stand in for the media), and
+    every row is fetchable and checkable: a GitHub source at a 40-hex commit and a sha256 that no other row of any
+    manifest has, under a file name no other row of its media folder uses (round5_* share one folder)."""
+    import re
     from pathlib import Path
 
     manifests = sorted((Path(__file__).parents[1] / "examples" / "manifests").glob("*.tsv"))
     assert {m.stem for m in manifests} >= {"round2", "round3", "round4", "round5_swap", "round5_anim"}
-    seen = {}
+    hashes, files = {}, {}
     for manifest in manifests:
-        header, *lines = manifest.read_text().splitlines()
-        rows = [dict(zip(header.split("\t"), line.split("\t"))) for line in lines]
+        media = tmp_path / manifest.stem.split("_")[0]  # the media folder fetch-manifest fills (README)
+        rows = _read_tsv(manifest, ("file", "sha256", "commit"))
         for row in rows:
-            (tmp_path / manifest.stem / row["file"]).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / manifest.stem / row["file"]).write_bytes(b"")
             where = f"{manifest.name}: {row['file']}"
-            assert row["repo"].count("/") == 1 and len(row["commit"]) == 40 and row["path"], where
-            assert len(row["sha256"]) == 64 and seen.setdefault(row["sha256"], where) == where, where
-        items = read_manifest_tsv(manifest, root=tmp_path / manifest.stem)
-        assert len(items) == len(rows) and {i.label for i in items} == {0, 1}
+            assert source_url(row) and re.fullmatch(r"[0-9a-f]{40}", row["commit"]), where
+            assert re.fullmatch(r"[0-9a-f]{64}", row["sha256"]) and hashes.setdefault(row["sha256"], where) == where
+            assert files.setdefault(media / row["file"], where) == where
+            (media / row["file"]).parent.mkdir(parents=True, exist_ok=True)
+            (media / row["file"]).write_bytes(b"")
+        items = read_manifest_tsv(manifest, root=media)
+        assert {i.label for i in items} == {0, 1} and len({i.path for i in items}) == len(rows)
 
 
 @pytest.fixture

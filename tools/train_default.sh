@@ -17,6 +17,9 @@ for r in round2 round3; do
   [ -f "$P/$r/manifest.jsonl" ] || streamdetect prepare "examples/manifests/$r.tsv" "$P/$r" --media "$MEDIA/$r" --frames 120
 done
 LOFO_DATA="$P/shared $P/round2"   # the tables were measured on shared + round2, without box jitter
+V2_DATA="$P/shared $P/round2 $P/round3"                      # what v2 trained on
+ROUND5="$P/round5_swap $P/round5_anim"
+V3_DATA="$V2_DATA $P/round4 $ROUND5"                         # what v3 trains on (examples/train_default.yaml)
 F1=$(mktemp); sed -n 4,5p examples/lofo_folds.yaml > "$F1"   # the first fold: FF++ and the audio-driven THB families
 lofo() { streamdetect lofo --config $CFG --data $LOFO_DATA --steps $FOLD_STEPS --set augment.jitter=0 "$@"; }
 lofo --folds examples/lofo_folds.yaml --out "$RUNS/lofo"                                        # the recipe
@@ -43,7 +46,7 @@ done
 streamdetect fetch-manifest examples/manifests/round4.tsv "$MEDIA/round4"
 [ -f "$P/round4/manifest.jsonl" ] || streamdetect prepare examples/manifests/round4.tsv "$P/round4" --media "$MEDIA/round4" --frames 150
 # v2 = this recipe on shared + round2 + round3 (seed 0); v3 ships and has seen round4/round5, so v2 is retrained here
-streamdetect train --config $CFG --data "$P/shared" "$P/round2" "$P/round3" --out "$RUNS/v2" --resume
+streamdetect train --config $CFG --data $V2_DATA --out "$RUNS/v2" --resume
 streamdetect evaluate "$RUNS/v2/last.safetensors" "$P/round4" --no-sbi --out "$RUNS/v2/eval_round4"
 streamdetect lofo --config $CFG --data $LOFO_DATA "$P/round4" --steps $FOLD_STEPS --set augment.jitter=0 --folds "$F1" \
   --out "$RUNS/f1_plus_round4"
@@ -52,22 +55,19 @@ for r in round5_swap round5_anim; do
   streamdetect fetch-manifest "examples/manifests/$r.tsv" "$MEDIA/round5"
   [ -f "$P/$r/manifest.jsonl" ] || streamdetect prepare "examples/manifests/$r.tsv" "$P/$r" --media "$MEDIA/round5" --frames 120
 done
-streamdetect evaluate "$RUNS/v2/last.safetensors" "$P/round5_swap" "$P/round5_anim" --no-sbi --out "$RUNS/v2/eval_round5"
-streamdetect train --config $CFG --data "$P/shared" "$P/round2" "$P/round3" "$P/round4" --out "$RUNS/plus_round4" --resume
-streamdetect evaluate "$RUNS/plus_round4/last.safetensors" "$P/round5_swap" "$P/round5_anim" --no-sbi --out "$RUNS/plus_round4/eval_round5"
-streamdetect train --config $CFG --data "$P/shared" "$P/round2" "$P/round3" "$P/round5_swap" "$P/round5_anim" \
-  --out "$RUNS/plus_round5" --resume
+streamdetect evaluate "$RUNS/v2/last.safetensors" $ROUND5 --no-sbi --out "$RUNS/v2/eval_round5"
+streamdetect train --config $CFG --data $V2_DATA "$P/round4" --out "$RUNS/plus_round4" --resume
+streamdetect evaluate "$RUNS/plus_round4/last.safetensors" $ROUND5 --no-sbi --out "$RUNS/plus_round4/eval_round5"
+streamdetect train --config $CFG --data $V2_DATA $ROUND5 --out "$RUNS/plus_round5" --resume
 streamdetect evaluate "$RUNS/plus_round5/last.safetensors" "$P/round4" --no-sbi --out "$RUNS/plus_round5/eval_round4"
-streamdetect train --config $CFG --data "$P/shared" "$P/round2" "$P/round3" --set seed=1 --out "$RUNS/v2_seed1" --resume
-# the run-to-run spread row
+# the run-to-run spread row: v2's recipe and data, another seed
+streamdetect train --config $CFG --data $V2_DATA --set seed=1 --out "$RUNS/v2_seed1" --resume
 streamdetect evaluate "$RUNS/v2_seed1/last.safetensors" "$P/round4" --no-sbi --out "$RUNS/v2_seed1/eval_round4"
-streamdetect evaluate "$RUNS/v2_seed1/last.safetensors" "$P/round5_swap" "$P/round5_anim" --no-sbi --out "$RUNS/v2_seed1/eval_round5"
-streamdetect lofo --config $CFG --data "$P/shared" "$P/round2" "$P/round3" "$P/round4" "$P/round5_swap" "$P/round5_anim" \
-  --steps $FOLD_STEPS --set augment.jitter=0 --folds "$F1" --out "$RUNS/f1_v3_data"
+streamdetect evaluate "$RUNS/v2_seed1/last.safetensors" $ROUND5 --no-sbi --out "$RUNS/v2_seed1/eval_round5"
+streamdetect lofo --config $CFG --data $V3_DATA --steps $FOLD_STEPS --set augment.jitter=0 --folds "$F1" --out "$RUNS/f1_v3_data"
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)
 if [ -n "${MESONET:-}" ]; then
   python tools/peer_mesonet.py --weights "$MESONET" --lofo "$RUNS/lofo" "$P/shared_e8" "$P/round2_e8"
 fi
-streamdetect train --config $CFG --data "$P/shared" "$P/round2" "$P/round3" "$P/round4" "$P/round5_swap" "$P/round5_anim" \
-  --out "$RUNS/default" --resume
+streamdetect train --config $CFG --data $V3_DATA --out "$RUNS/default" --resume
