@@ -82,6 +82,23 @@ def test_box_crop_is_not_rotated_and_aligned_crop_is():
     assert np.ptp(rows(align_crop(frame, det, 112, style="box"))) > 30  # still rolled
 
 
+def test_mouth_crop_is_centred_on_the_mouth_keypoint_and_falls_back_to_the_lower_box():
+    # A white disc at the mouth keypoint (BlazeFace keypoint 3) of a 100 px face box: the mouth crop puts it in the
+    # middle and enlarges it (0.75 x the box side instead of 1.3x); without keypoints it looks 1/4 below the centre.
+    import cv2
+    frame = np.zeros((300, 300, 3), np.uint8)
+    cv2.circle(frame, (150, 185), 6, (255, 255, 255), -1)
+    kps = np.array([[130, 130], [170, 130], [150, 155], [150, 185], [105, 140], [195, 140]], np.float32)
+    centre = lambda crop: np.argwhere(crop[..., 0] > 128).mean(0)  # noqa: E731  (row, col)
+    area = lambda crop: int((crop[..., 0] > 128).sum())  # noqa: E731
+    mouth = align_crop(frame, Detection(Box(100, 100, 200, 200), 0.9, kps), 112, style="mouth")
+    assert np.abs(centre(mouth) - 55.5).max() < 2
+    box = align_crop(frame, Detection(Box(100, 100, 200, 200), 0.9, kps), 112, style="box")
+    assert area(mouth) > 2.5 * area(box)
+    fallback = align_crop(frame, Detection(Box(100, 110, 200, 210), 0.9, None), 112, style="mouth")
+    assert np.abs(centre(fallback) - 55.5).max() < 2  # box centre 160 + 25 = 185
+
+
 # -- manifests ---------------------------------------------------------------------------------------------------
 
 def _write(path, header, rows):
@@ -118,12 +135,13 @@ def test_bad_manifests_are_refused_with_the_fix(tmp_path, header, rows, message)
 def test_shipped_manifests_are_complete_and_distinct(tmp_path):
     """Every manifest in examples/manifests reads as a training set (placeholders stand in for the media), and
     every row is fetchable and checkable: a GitHub source at a 40-hex commit and a sha256 that no other row of any
-    manifest has, under a file name no other row of its media folder uses (round5_* share one folder)."""
+    manifest has, under a file name no other row of its media folder uses (round5_*, round6_* share one folder each)."""
     import re
     from pathlib import Path
 
     manifests = sorted((Path(__file__).parents[1] / "examples" / "manifests").glob("*.tsv"))
-    assert {m.stem for m in manifests} >= {"round2", "round3", "round4", "round5_swap", "round5_anim"}
+    assert {m.stem for m in manifests} >= {"round2", "round3", "round4", "round5_swap", "round5_anim", "round6_swap",
+                                          "round6_lipsync", "round6_anim"}
     hashes, files = {}, {}
     for manifest in manifests:
         media = tmp_path / manifest.stem.split("_")[0]  # the media folder fetch-manifest fills (README)

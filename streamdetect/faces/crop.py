@@ -7,6 +7,9 @@ is always served the crop it was trained on:
                cross-dataset (issue 9), and of the default model since v2.
   * "aligned": rotated about the box centre so the eyes are level (from the detector's eye keypoints), area
                resize: the crop of models made before card field `crop` existed.
+  * "mouth":   axis-aligned square of MOUTH_SIDE x the box's longer side around the detector's mouth keypoint
+               (nose tip to chin): lip-sync generators regenerate only this region, which a whole-face crop
+               shows at a quarter of the pixels.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import numpy as np
 from streamdetect.faces.types import Detection
 
 CROP_MARGIN = 1.3
-CROP_STYLES = ("box", "aligned")
+CROP_STYLES = ("box", "aligned", "mouth")
+MOUTH_SIDE = 0.75  # x the box side: nose to below the chin, cheek to cheek (the seam of a regenerated lower face)
 
 
 def eye_angle(detection: Detection) -> float:
@@ -41,7 +45,13 @@ def square_transform(detection: Detection, margin: float = CROP_MARGIN,
                      style: str = "aligned") -> tuple[np.ndarray, int]:
     """2x3 affine from frame pixels into the square of side_px pixels that align_crop cuts out."""
     cx, cy = detection.box.center
-    side_px = max(2, int(round(max(detection.box.width, detection.box.height) * margin)))
+    longer = max(detection.box.width, detection.box.height)
+    side_px = max(2, int(round(longer * margin)))
+    if check_style(style) == "mouth":
+        kps = detection.keypoints  # BlazeFace keypoint 3 is the mouth centre; else 3/4 down a frontal box
+        cx, cy = (float(kps[3][0]), float(kps[3][1])) if kps is not None and len(kps) > 3 \
+            else (cx, cy + 0.25 * detection.box.height)
+        side_px = max(2, int(round(longer * MOUTH_SIDE)))
     # Rotate about the face centre (eye-levelled style only), then move that centre to the middle of the square.
     angle = eye_angle(detection) if check_style(style) == "aligned" else 0.0
     m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)

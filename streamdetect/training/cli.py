@@ -101,7 +101,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--sizes", default="112", help="crop sizes, comma-separated, each a multiple of 16 from 96 to 320 (e.g. 112,224)")
     p.add_argument("--frames", type=int, default=150, help="face frames per video (paper: the first 150)")
     p.add_argument("--sampling", default="first", choices=("first", "even"), help="consecutive from the start, or spread")
-    p.add_argument("--crop", default="box", choices=("box", "aligned"),
+    p.add_argument("--crop", default="box", choices=("box", "aligned", "mouth"),
                    help="face crop style (must match the model's card; default box)")
     p.add_argument("--compression", help="FaceForensics++ quality folder: c0, c23 or c40")
     p.add_argument("--workers", type=int, default=2, help="videos prepared in parallel")
