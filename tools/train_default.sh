@@ -20,6 +20,7 @@ LOFO_DATA="$P/shared $P/round2"   # the tables were measured on shared + round2,
 V2_DATA="$P/shared $P/round2 $P/round3"                      # what v2 trained on
 ROUND5="$P/round5_swap $P/round5_anim"
 V3_DATA="$V2_DATA $P/round4 $ROUND5"                         # what v3 trains on (examples/train_default.yaml)
+ROUND6="$P/round6_swap $P/round6_lipsync $P/round6_anim"
 F1=$(mktemp); sed -n 4,5p examples/lofo_folds.yaml > "$F1"   # the first fold: FF++ and the audio-driven THB families
 lofo() { streamdetect lofo --config $CFG --data $LOFO_DATA --steps $FOLD_STEPS --set augment.jitter=0 "$@"; }
 lofo --folds examples/lofo_folds.yaml --out "$RUNS/lofo"                                        # the recipe
@@ -65,9 +66,32 @@ streamdetect train --config $CFG --data $V2_DATA --set seed=1 --out "$RUNS/v2_se
 streamdetect evaluate "$RUNS/v2_seed1/last.safetensors" "$P/round4" --no-sbi --out "$RUNS/v2_seed1/eval_round4"
 streamdetect evaluate "$RUNS/v2_seed1/last.safetensors" $ROUND5 --no-sbi --out "$RUNS/v2_seed1/eval_round5"
 streamdetect lofo --config $CFG --data $V3_DATA --steps $FOLD_STEPS --set augment.jitter=0 --folds "$F1" --out "$RUNS/f1_v3_data"
+# round6, never seen by v2 or v3: every model above scored on it, then round6 added in place of round5 and scored on
+# round5 (the third cross-round row); the default (v3) is trained here, before it is scored
+for r in round6_swap round6_lipsync round6_anim; do
+  streamdetect fetch-manifest "examples/manifests/$r.tsv" "$MEDIA/round6"
+  [ -f "$P/$r/manifest.jsonl" ] || streamdetect prepare "examples/manifests/$r.tsv" "$P/$r" --media "$MEDIA/round6" --frames 120
+done
+streamdetect train --config $CFG --data $V3_DATA --out "$RUNS/default" --resume   # v3, the shipped model
+for m in v2 v2_seed1 plus_round4 plus_round5 default; do
+  streamdetect evaluate "$RUNS/$m/last.safetensors" $ROUND6 --no-sbi --out "$RUNS/$m/eval_round6"
+done
+streamdetect train --config $CFG --data $V2_DATA "$P/round4" $ROUND6 --out "$RUNS/plus_round6" --resume
+streamdetect evaluate "$RUNS/plus_round6/last.safetensors" $ROUND5 --no-sbi --out "$RUNS/plus_round6/eval_round5"
+# A second view, the lower face (README "A second view of the lower face"; not adopted): the "+ round4" data with
+# --crop mouth, scored alone and mixed with the whole-face plus_round4 model on round5
+for r in round2 round3 round4 round5_swap round5_anim; do
+  m=$MEDIA/$r; case $r in round5_*) m=$MEDIA/round5;; esac
+  [ -f "$P/${r}_mouth/manifest.jsonl" ] || streamdetect prepare "examples/manifests/$r.tsv" "$P/${r}_mouth" --media "$m" \
+    --frames 120 --crop mouth
+done
+[ -f "$P/shared_mouth/manifest.jsonl" ] || streamdetect prepare ../shared/data "$P/shared_mouth" --layout shared --frames 120 --crop mouth
+streamdetect train --config $CFG --set model.crop=mouth --data "$P/shared_mouth" "$P/round2_mouth" "$P/round3_mouth" \
+  "$P/round4_mouth" --out "$RUNS/mouth_plus_round4" --resume
+python tools/view_ensemble.py "$RUNS/plus_round4/last.safetensors" "$RUNS/mouth_plus_round4/last.safetensors" \
+  --data $ROUND5 --second-data "$P/round5_swap_mouth" "$P/round5_anim_mouth"
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)
 if [ -n "${MESONET:-}" ]; then
   python tools/peer_mesonet.py --weights "$MESONET" --lofo "$RUNS/lofo" "$P/shared_e8" "$P/round2_e8"
 fi
-streamdetect train --config $CFG --data $V3_DATA --out "$RUNS/default" --resume
