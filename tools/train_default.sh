@@ -11,11 +11,16 @@ RUNS=${2:-runs}
 MEDIA=${3:-media}
 CFG=examples/train_default.yaml
 FOLD_STEPS=${FOLD_STEPS:-250}
+# fetch_prepare MANIFEST OUT PREPARE_OPTIONS...: one manifest of examples/manifests, fetched into its round's media
+# folder (round5_* share media/round5, round6_* media/round6) and prepared into $P/OUT unless already there
+fetch_prepare() {
+  local name=$1 out=$2; shift 2
+  streamdetect fetch-manifest "examples/manifests/$name.tsv" "$MEDIA/${name%%_*}"
+  [ -f "$P/$out/manifest.jsonl" ] ||
+    streamdetect prepare "examples/manifests/$name.tsv" "$P/$out" --media "$MEDIA/${name%%_*}" "$@"
+}
 [ -f "$P/shared/manifest.jsonl" ] || streamdetect prepare ../shared/data "$P/shared" --layout shared --frames 120
-for r in round2 round3; do
-  streamdetect fetch-manifest "examples/manifests/$r.tsv" "$MEDIA/$r"
-  [ -f "$P/$r/manifest.jsonl" ] || streamdetect prepare "examples/manifests/$r.tsv" "$P/$r" --media "$MEDIA/$r" --frames 120
-done
+for r in round2 round3; do fetch_prepare $r $r --frames 120; done
 LOFO_DATA="$P/shared $P/round2"   # the tables were measured on shared + round2, without box jitter
 V2_DATA="$P/shared $P/round2 $P/round3"                      # what v2 trained on
 ROUND5="$P/round5_swap $P/round5_anim"
@@ -44,18 +49,14 @@ for size in 112 160; do
     --set model.input_size=$size --folds "$F1" --out "$RUNS/e8_size$size"
 done
 # round4: v2, trained without it, on generator families it never saw (README "New generator families")
-streamdetect fetch-manifest examples/manifests/round4.tsv "$MEDIA/round4"
-[ -f "$P/round4/manifest.jsonl" ] || streamdetect prepare examples/manifests/round4.tsv "$P/round4" --media "$MEDIA/round4" --frames 150
+fetch_prepare round4 round4 --frames 150
 # v2 = this recipe on shared + round2 + round3 (seed 0); v3 ships and has seen round4/round5, so v2 is retrained here
 streamdetect train --config $CFG --data $V2_DATA --out "$RUNS/v2" --resume
 streamdetect evaluate "$RUNS/v2/last.safetensors" "$P/round4" --no-sbi --out "$RUNS/v2/eval_round4"
 streamdetect lofo --config $CFG --data $LOFO_DATA "$P/round4" --steps $FOLD_STEPS --set augment.jitter=0 --folds "$F1" \
   --out "$RUNS/f1_plus_round4"
 # Cross-round: the shipped recipe with one new round added, scored on the other (README "New generator families")
-for r in round5_swap round5_anim; do
-  streamdetect fetch-manifest "examples/manifests/$r.tsv" "$MEDIA/round5"
-  [ -f "$P/$r/manifest.jsonl" ] || streamdetect prepare "examples/manifests/$r.tsv" "$P/$r" --media "$MEDIA/round5" --frames 120
-done
+for r in round5_swap round5_anim; do fetch_prepare $r $r --frames 120; done
 streamdetect evaluate "$RUNS/v2/last.safetensors" $ROUND5 --no-sbi --out "$RUNS/v2/eval_round5"
 streamdetect train --config $CFG --data $V2_DATA "$P/round4" --out "$RUNS/plus_round4" --resume
 streamdetect evaluate "$RUNS/plus_round4/last.safetensors" $ROUND5 --no-sbi --out "$RUNS/plus_round4/eval_round5"
@@ -67,11 +68,8 @@ streamdetect evaluate "$RUNS/v2_seed1/last.safetensors" "$P/round4" --no-sbi --o
 streamdetect evaluate "$RUNS/v2_seed1/last.safetensors" $ROUND5 --no-sbi --out "$RUNS/v2_seed1/eval_round5"
 streamdetect lofo --config $CFG --data $V3_DATA --steps $FOLD_STEPS --set augment.jitter=0 --folds "$F1" --out "$RUNS/f1_v3_data"
 # round6, never seen by v2 or v3: every model above scored on it, then round6 added in place of round5 and scored on
-# round5 (the third cross-round row); the default (v3) is trained here, before it is scored
-for r in round6_swap round6_lipsync round6_anim; do
-  streamdetect fetch-manifest "examples/manifests/$r.tsv" "$MEDIA/round6"
-  [ -f "$P/$r/manifest.jsonl" ] || streamdetect prepare "examples/manifests/$r.tsv" "$P/$r" --media "$MEDIA/round6" --frames 120
-done
+# round5 (README "New generator families", round6); the default (v3) is trained here, before it is scored
+for r in round6_swap round6_lipsync round6_anim; do fetch_prepare $r $r --frames 120; done
 streamdetect train --config $CFG --data $V3_DATA --out "$RUNS/default" --resume   # v3, the shipped model
 for m in v2 v2_seed1 plus_round4 plus_round5 default; do
   streamdetect evaluate "$RUNS/$m/last.safetensors" $ROUND6 --no-sbi --out "$RUNS/$m/eval_round6"
@@ -80,11 +78,7 @@ streamdetect train --config $CFG --data $V2_DATA "$P/round4" $ROUND6 --out "$RUN
 streamdetect evaluate "$RUNS/plus_round6/last.safetensors" $ROUND5 --no-sbi --out "$RUNS/plus_round6/eval_round5"
 # A second view, the lower face (README "A second view of the lower face"; not adopted): the "+ round4" data with
 # --crop mouth, scored alone and mixed with the whole-face plus_round4 model on round5
-for r in round2 round3 round4 round5_swap round5_anim; do
-  m=$MEDIA/$r; case $r in round5_*) m=$MEDIA/round5;; esac
-  [ -f "$P/${r}_mouth/manifest.jsonl" ] || streamdetect prepare "examples/manifests/$r.tsv" "$P/${r}_mouth" --media "$m" \
-    --frames 120 --crop mouth
-done
+for r in round2 round3 round4 round5_swap round5_anim; do fetch_prepare $r ${r}_mouth --frames 120 --crop mouth; done
 [ -f "$P/shared_mouth/manifest.jsonl" ] || streamdetect prepare ../shared/data "$P/shared_mouth" --layout shared --frames 120 --crop mouth
 streamdetect train --config $CFG --set model.crop=mouth --data "$P/shared_mouth" "$P/round2_mouth" "$P/round3_mouth" \
   "$P/round4_mouth" --out "$RUNS/mouth_plus_round4" --resume

@@ -44,16 +44,16 @@ def check_style(style: str) -> str:
 def square_transform(detection: Detection, margin: float = CROP_MARGIN,
                      style: str = "aligned") -> tuple[np.ndarray, int]:
     """2x3 affine from frame pixels into the square of side_px pixels that align_crop cuts out."""
+    style = check_style(style)
     cx, cy = detection.box.center
-    longer = max(detection.box.width, detection.box.height)
-    side_px = max(2, int(round(longer * margin)))
-    if check_style(style) == "mouth":
+    if style == "mouth":
         kps = detection.keypoints  # BlazeFace keypoint 3 is the mouth centre; else 3/4 down a frontal box
         cx, cy = (float(kps[3][0]), float(kps[3][1])) if kps is not None and len(kps) > 3 \
             else (cx, cy + 0.25 * detection.box.height)
-        side_px = max(2, int(round(longer * MOUTH_SIDE)))
+        margin = MOUTH_SIDE
+    side_px = max(2, int(round(max(detection.box.width, detection.box.height) * margin)))
     # Rotate about the face centre (eye-levelled style only), then move that centre to the middle of the square.
-    angle = eye_angle(detection) if check_style(style) == "aligned" else 0.0
+    angle = eye_angle(detection) if style == "aligned" else 0.0
     m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
     m[:, 2] += (side_px / 2 - cx, side_px / 2 - cy)
     return m, side_px
