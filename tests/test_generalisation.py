@@ -141,7 +141,7 @@ def test_shipped_manifests_are_complete_and_distinct(tmp_path):
 
     manifests = sorted((Path(__file__).parents[1] / "examples" / "manifests").glob("*.tsv"))
     assert {m.stem for m in manifests} >= {"round2", "round3", "round4", "round5_swap", "round5_anim", "round6_swap",
-                                          "round6_lipsync", "round6_anim"}
+                                          "round6_lipsync", "round6_anim", "round7"}
     hashes, files = {}, {}
     for manifest in manifests:
         media = tmp_path / manifest.stem.split("_")[0]  # the media folder fetch-manifest fills (README)
@@ -255,6 +255,24 @@ def test_bootstrap_interval_brackets_the_auc_and_narrows_with_data():
         widths.append(hi - lo)
     assert widths[1] < widths[0] / 2
     assert np.isnan(bootstrap_auc_ci([0, 0], [0.1, 0.2])[0])
+
+
+def test_paired_auc_difference_is_zero_for_the_same_model_and_names_a_deciding_real():
+    from streamdetect.training.metrics import paired_auc_difference
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(12), np.ones(40)]
+    a = np.r_[rng.normal(0, 1, 12), rng.normal(1.5, 1, 40)]
+    same = paired_auc_difference(y, a, a)
+    assert same["diff"] == 0 and same["ci"] == (0, 0) and same["drop_one_real"] == (0, 0)
+    # the other model agrees except that it scores one real above every fake: worse, and that real decides it
+    b = a.copy()
+    b[0] = a.max() + 1
+    worse = paired_auc_difference(y, a, b)
+    assert worse["diff"] < 0 and worse["ci"][0] < worse["diff"] <= worse["ci"][1] <= 0
+    assert worse["drop_one_real"][1] == 0  # leaving that real out, the two models rank alike
+    with pytest.raises(ValueError, match="two reals or more"):
+        paired_auc_difference([0, 1, 1], [0.1, 0.5, 0.6], [0.2, 0.4, 0.9])
 
 
 def test_a_big_fake_family_weighs_no_more_than_a_small_one(tmp_path):

@@ -26,6 +26,7 @@ V2_DATA="$P/shared $P/round2 $P/round3"                      # what v2 trained o
 ROUND5="$P/round5_swap $P/round5_anim"
 V3_DATA="$V2_DATA $P/round4 $ROUND5"                         # what v3 trains on (examples/train_default.yaml)
 ROUND6="$P/round6_swap $P/round6_lipsync $P/round6_anim"
+V4_DATA="$V3_DATA $ROUND6"                                    # v4: trained and scored on round7, not shipped
 F1=$(mktemp); sed -n 4,5p examples/lofo_folds.yaml > "$F1"   # the first fold: FF++ and the audio-driven THB families
 lofo() { streamdetect lofo --config $CFG --data $LOFO_DATA --steps $FOLD_STEPS --set augment.jitter=0 "$@"; }
 lofo --folds examples/lofo_folds.yaml --out "$RUNS/lofo"                                        # the recipe
@@ -84,6 +85,15 @@ streamdetect train --config $CFG --set model.crop=mouth --data "$P/shared_mouth"
   "$P/round4_mouth" --out "$RUNS/mouth_plus_round4" --resume
 python tools/view_ensemble.py "$RUNS/plus_round4/last.safetensors" "$RUNS/mouth_plus_round4/last.safetensors" \
   --data $ROUND5 --second-data "$P/round5_swap_mouth" "$P/round5_anim_mouth"
+# round7, never seen by v3 or v4 (README "round7"): two seeds of each recipe, compared pairwise with the shipped v3
+fetch_prepare round7 round7 --frames 120
+streamdetect train --config $CFG --data $V3_DATA --set seed=1 --out "$RUNS/v3_seed1" --resume
+for s in 0 1; do streamdetect train --config $CFG --data $V4_DATA --set seed=$s --out "$RUNS/v4_seed$s" --resume; done
+for m in default v3_seed1 v4_seed0 v4_seed1; do
+  streamdetect evaluate "$RUNS/$m/last.safetensors" "$P/round7" --no-sbi --out "$RUNS/$m/eval_round7"
+done
+python tools/compare_models.py "$RUNS/default/last.safetensors" "$RUNS/v3_seed1/last.safetensors" \
+  "$RUNS/v4_seed0/last.safetensors" "$RUNS/v4_seed1/last.safetensors" --data "$P/round7"
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)
 if [ -n "${MESONET:-}" ]; then

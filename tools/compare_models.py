@@ -1,0 +1,61 @@
+"""Is model B better than model A on clips neither saw? Paired video AUC with a bootstrap interval of the difference.
+
+    python tools/compare_models.py A.safetensors B.safetensors [C ...] --data prepared/round7 [more prepared dirs]
+
+Every model scores the same clips with `evaluate`'s video score (peak rolling 20-frame mean of p_fake, temperature
+fitted on these clips, no self-blended fakes). The interval resamples reals and fakes separately, the same draw for
+every model, so it is the interval of the *difference*. With few reals one clip can decide the sign: the "drop one
+real" line gives the range of the difference when any single real is left out, and the reals each model ranks
+highest are listed by name.
+"""
+
+import argparse
+
+import numpy as np
+
+from streamdetect.model import load_checkpoint
+from streamdetect.scoring import peak_confidence
+from streamdetect.training import metrics as M
+from streamdetect.training.data import load_clips
+from streamdetect.training.evaluate import score_clips
+
+
+def video_scores(checkpoint: str, data: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    model = load_checkpoint(checkpoint).eval()
+    clips = load_clips(data, model.card.config.input_size, model.card.config.crop)
+    scored = sorted(score_clips(model, clips, sbi=False), key=lambda s: s.key)
+    y = np.array([s.label for s in scored])
+    t = M.fit_temperature(np.concatenate([s.frame_logits for s in scored]),
+                          np.concatenate([np.full(len(s.frame_logits), s.label) for s in scored]))
+    v = np.array([peak_confidence(M.apply_temperature(s.frame_logits, t)) for s in scored])
+    return [s.key for s in scored], y, v
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoints", nargs="+", help="the first is the baseline the others are compared with")
+    ap.add_argument("--data", nargs="+", required=True, help="prepared folders none of the models trained on")
+    ap.add_argument("--reps", type=int, default=2000)
+    args = ap.parse_args()
+    if len(args.checkpoints) < 2:
+        ap.error("give at least two checkpoints: a baseline and one to compare with it")
+    runs = [video_scores(c, args.data) for c in args.checkpoints]
+    keys, y = runs[0][0], runs[0][1]
+    if any(k != keys for k, _, _ in runs):
+        raise SystemExit("the models read different clips (crop style or input size differ): compare like with like")
+    real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
+    base = runs[0][2]
+    print(f"{len(fake)} fakes, {len(real)} reals; video AUC (peak rolling 20-frame mean)")
+    for name, (_, _, v) in zip(args.checkpoints, runs):
+        line = f"{name}: {M.roc_auc(y, v):.3f}"
+        if v is not base:
+            d = M.paired_auc_difference(y, base, v, reps=args.reps)
+            line += (f"  vs baseline {d['diff']:+.3f} (95 % CI {d['ci'][0]:+.3f} to {d['ci'][1]:+.3f}; "
+                     f"drop one real: {d['drop_one_real'][0]:+.3f} to {d['drop_one_real'][1]:+.3f})")
+        top = sorted(real, key=lambda i: -v[i])[:3]
+        print(line + "\n    highest reals: " + ", ".join(
+            f"{keys[i]} (above {np.mean(v[fake] < v[i]):.0%} of fakes)" for i in top))
+
+
+if __name__ == "__main__":
+    main()
