@@ -257,7 +257,7 @@ def test_bootstrap_interval_brackets_the_auc_and_narrows_with_data():
     assert np.isnan(bootstrap_auc_ci([0, 0], [0.1, 0.2])[0])
 
 
-def test_paired_auc_difference_is_zero_for_the_same_model_and_names_a_deciding_real():
+def test_paired_auc_difference_is_zero_for_the_same_model_and_finds_a_deciding_real():
     from streamdetect.training.metrics import paired_auc_difference
 
     rng = np.random.default_rng(0)
@@ -271,8 +271,9 @@ def test_paired_auc_difference_is_zero_for_the_same_model_and_names_a_deciding_r
     worse = paired_auc_difference(y, a, b)
     assert worse["diff"] < 0 and worse["ci"][0] < worse["diff"] <= worse["ci"][1] <= 0
     assert worse["drop_one_real"][1] == 0  # leaving that real out, the two models rank alike
-    with pytest.raises(ValueError, match="two reals or more"):
-        paired_auc_difference([0, 1, 1], [0.1, 0.5, 0.6], [0.2, 0.4, 0.9])
+    one_real = paired_auc_difference([0, 1, 1], [0.1, 0.5, 0.6], [0.7, 0.4, 0.9])
+    assert one_real["diff"] == -0.5 and np.isnan(one_real["drop_one_real"][0])
+    assert np.isnan(paired_auc_difference([1, 1], [0.1, 0.5], [0.2, 0.4])["diff"])  # no reals: undefined
 
 
 def test_a_big_fake_family_weighs_no_more_than_a_small_one(tmp_path):

@@ -3,7 +3,8 @@
     python tools/compare_models.py A.safetensors B.safetensors [C ...] --data prepared/round7 [more prepared dirs]
 
 Every model scores the same clips with `evaluate`'s video score (peak rolling 20-frame mean of p_fake, temperature
-fitted on these clips, no self-blended fakes). The interval resamples reals and fakes separately, the same draw for
+fitted on these clips as `evaluate` does, no self-blended fakes); the models must share crop style and input size,
+since the prepared folders hold one crop style. The interval resamples reals and fakes separately, the same draw for
 every model, so it is the interval of the *difference*. With few reals one clip can decide the sign: the "drop one
 real" line gives the range of the difference when any single real is left out, and the reals each model ranks
 highest are listed by name.
@@ -39,22 +40,19 @@ def main() -> None:
     args = ap.parse_args()
     if len(args.checkpoints) < 2:
         ap.error("give at least two checkpoints: a baseline and one to compare with it")
-    runs = [video_scores(c, args.data) for c in args.checkpoints]
-    keys, y = runs[0][0], runs[0][1]
-    if any(k != keys for k, _, _ in runs):
-        raise SystemExit("the models read different clips (crop style or input size differ): compare like with like")
+    runs = [video_scores(c, args.data) for c in args.checkpoints]  # the same folders: the same clips in order
+    keys, y, base = runs[0]
     real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
-    base = runs[0][2]
     print(f"{len(fake)} fakes, {len(real)} reals; video AUC (peak rolling 20-frame mean)")
-    for name, (_, _, v) in zip(args.checkpoints, runs):
+    for n, (name, (_, _, v)) in enumerate(zip(args.checkpoints, runs)):
         line = f"{name}: {M.roc_auc(y, v):.3f}"
-        if v is not base:
+        if n:  # the first is the baseline
             d = M.paired_auc_difference(y, base, v, reps=args.reps)
             line += (f"  vs baseline {d['diff']:+.3f} (95 % CI {d['ci'][0]:+.3f} to {d['ci'][1]:+.3f}; "
                      f"drop one real: {d['drop_one_real'][0]:+.3f} to {d['drop_one_real'][1]:+.3f})")
-        top = sorted(real, key=lambda i: -v[i])[:3]
+        top = sorted(real, key=lambda r: -v[r])[:3]
         print(line + "\n    highest reals: " + ", ".join(
-            f"{keys[i]} (above {np.mean(v[fake] < v[i]):.0%} of fakes)" for i in top))
+            f"{keys[r]} (above {np.mean(v[fake] < v[r]):.0%} of fakes)" for r in top))
 
 
 if __name__ == "__main__":

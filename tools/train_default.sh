@@ -86,13 +86,16 @@ streamdetect train --config $CFG --set model.crop=mouth --data "$P/shared_mouth"
 python tools/view_ensemble.py "$RUNS/plus_round4/last.safetensors" "$RUNS/mouth_plus_round4/last.safetensors" \
   --data $ROUND5 --second-data "$P/round5_swap_mouth" "$P/round5_anim_mouth"
 # round7, never seen by v3 or v4 (README "round7"): two seeds of each recipe, compared pairwise with the shipped v3
+# (the packaged fp16 file, as in the README; $RUNS/default is its fp32 run)
 fetch_prepare round7 round7 --frames 120
 streamdetect train --config $CFG --data $V3_DATA --set seed=1 --out "$RUNS/v3_seed1" --resume
 for s in 0 1; do streamdetect train --config $CFG --data $V4_DATA --set seed=$s --out "$RUNS/v4_seed$s" --resume; done
-for m in default v3_seed1 v4_seed0 v4_seed1; do
+SHIPPED=streamdetect/weights/default.safetensors
+for m in v3_seed1 v4_seed0 v4_seed1; do
   streamdetect evaluate "$RUNS/$m/last.safetensors" "$P/round7" --no-sbi --out "$RUNS/$m/eval_round7"
 done
-python tools/compare_models.py "$RUNS/default/last.safetensors" "$RUNS/v3_seed1/last.safetensors" \
+streamdetect evaluate $SHIPPED "$P/round7" --no-sbi --out "$RUNS/shipped_eval_round7"
+python tools/compare_models.py $SHIPPED "$RUNS/v3_seed1/last.safetensors" \
   "$RUNS/v4_seed0/last.safetensors" "$RUNS/v4_seed1/last.safetensors" --data "$P/round7"
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)

@@ -20,6 +20,8 @@ __all__ = [
     "binary_metrics",
     "roc_curve",
     "roc_auc",
+    "bootstrap_auc_ci",
+    "paired_auc_difference",
     "equal_error_rate",
     "threshold_at_fpr",
     "summary",
@@ -151,21 +153,29 @@ def paired_auc_difference(labels, baseline, other, reps: int = 2000, level: floa
                           seed: int = 0) -> dict:
     """AUC(other) - AUC(baseline) on the same items, with a percentile bootstrap interval that draws the same
     resample for both (reals and fakes separately), so it is the interval of the difference, and the range of the
-    difference when any one real is left out (with few reals, one clip can decide the sign)."""
+    difference when any one real is left out (with few reals, one clip can decide the sign). Items are resampled
+    one by one: where fakes share a source clip or a person the interval is too narrow. nan where a class is
+    absent (the range: with fewer than two reals)."""
     y, a = _labels_scores(labels, baseline)
-    b = np.asarray(other, np.float64)
+    _, b = _labels_scores(labels, other)
+    if reps < 1:
+        raise ValueError(f"reps must be at least 1, got {reps}")
     real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
-    if len(b) != len(y) or len(real) < 2 or not len(fake):
-        raise ValueError("paired_auc_difference needs one score per item from both models and two reals or more")
+    out = {"diff": _NAN, "ci": (_NAN, _NAN), "drop_one_real": (_NAN, _NAN)}
+    if not len(real) or not len(fake):
+        return out
     rng = np.random.default_rng(seed)
     diffs = np.empty(reps)
     for i in range(reps):
         d = np.concatenate([rng.choice(real, len(real)), rng.choice(fake, len(fake))])
         diffs[i] = roc_auc(y[d], b[d]) - roc_auc(y[d], a[d])
-    loo = [roc_auc(np.delete(y, r), np.delete(b, r)) - roc_auc(np.delete(y, r), np.delete(a, r)) for r in real]
     tail = (1 - level) / 2 * 100
-    return {"diff": roc_auc(y, b) - roc_auc(y, a), "ci": (float(np.percentile(diffs, tail)),
-            float(np.percentile(diffs, 100 - tail))), "drop_one_real": (float(min(loo)), float(max(loo)))}
+    out["diff"] = roc_auc(y, b) - roc_auc(y, a)
+    out["ci"] = (float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail)))
+    if len(real) > 1:
+        loo = [roc_auc(np.delete(y, r), np.delete(b, r)) - roc_auc(np.delete(y, r), np.delete(a, r)) for r in real]
+        out["drop_one_real"] = (float(min(loo)), float(max(loo)))
+    return out
 
 
 def equal_error_rate(labels, scores) -> tuple[float, float]:
