@@ -97,6 +97,9 @@ done
 streamdetect evaluate $SHIPPED "$P/round7" --no-sbi --out "$RUNS/shipped_eval_round7"
 python tools/compare_models.py $SHIPPED "$RUNS/v3_seed1/last.safetensors" \
   "$RUNS/v4_seed0/last.safetensors" "$RUNS/v4_seed1/last.safetensors" --data "$P/round7"
+for r in "$P/round7" "$ROUND6"; do   # the two v3 seeds averaged per frame (README: no gain)
+  python tools/view_ensemble.py $SHIPPED "$RUNS/v3_seed1/last.safetensors" --data $r --second-data $r --weights 0,0.5,1
+done
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)
 if [ -n "${MESONET:-}" ]; then
