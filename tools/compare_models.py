@@ -15,21 +15,17 @@ import argparse
 import numpy as np
 
 from streamdetect.model import load_checkpoint
-from streamdetect.scoring import peak_confidence
 from streamdetect.training import metrics as M
 from streamdetect.training.data import load_clips
-from streamdetect.training.evaluate import score_clips
+from streamdetect.training.evaluate import calibration_frames, score_clips, video_scores
 
 
-def video_scores(checkpoint: str, data: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+def scores_of(checkpoint: str, data: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
     model = load_checkpoint(checkpoint).eval()
     clips = load_clips(data, model.card.config.input_size, model.card.config.crop)
     scored = sorted(score_clips(model, clips, sbi=False), key=lambda s: s.key)
-    y = np.array([s.label for s in scored])
-    t = M.fit_temperature(np.concatenate([s.frame_logits for s in scored]),
-                          np.concatenate([np.full(len(s.frame_logits), s.label) for s in scored]))
-    v = np.array([peak_confidence(M.apply_temperature(s.frame_logits, t)) for s in scored])
-    return [s.key for s in scored], y, v
+    t = M.fit_temperature(*calibration_frames(scored))
+    return [s.key for s in scored], np.array([s.label for s in scored]), video_scores(scored, t)
 
 
 def main() -> None:
@@ -40,7 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     if len(args.checkpoints) < 2:
         ap.error("give at least two checkpoints: a baseline and one to compare with it")
-    runs = [video_scores(c, args.data) for c in args.checkpoints]  # the same folders: the same clips in order
+    runs = [scores_of(c, args.data) for c in args.checkpoints]  # the same folders: the same clips in order
     keys, y, base = runs[0]
     real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
     print(f"{len(fake)} fakes, {len(real)} reals; video AUC (peak rolling 20-frame mean)")

@@ -102,14 +102,26 @@ def _alert_rate(v: np.ndarray, threshold: float) -> float:
     return round(float(reaches_alert(v, threshold).mean()), 4)
 
 
+def calibration_frames(scored: list[Scored]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame logit margins and labels that the temperature is fitted on: the real-world clips (self-blended
+    copies only when there are no real-world fakes)."""
+    calib = [s for s in scored if s.group != "SBI"]
+    if not any(s.label for s in calib):
+        calib = scored
+    return (np.concatenate([s.frame_logits for s in calib]),
+            np.concatenate([np.full(len(s.frame_logits), s.label) for s in calib]))
+
+
+def video_scores(scored: list[Scored], temperature: float, window: int = 20, min_frames: int = 10) -> np.ndarray:
+    """Each clip's video score: the peak of the rolling calibrated confidence the service alerts on."""
+    return np.array([peak_confidence(M.apply_temperature(s.frame_logits, temperature), window, min_frames)
+                     for s in scored])
+
+
 def analyse(scored: list[Scored], temperature: float | None = None, threshold: float | None = None,
             target_fpr: float = 0.05, window: int = 20, min_frames: int = 10) -> dict:
     """Metrics for scored clips. temperature/threshold None: fit them here (on these clips) and say so."""
-    calib = [s for s in scored if s.group != "SBI"]  # calibrate on real-world fakes when there are any
-    if not any(s.label for s in calib):
-        calib = scored
-    fl = np.concatenate([s.frame_logits for s in calib])
-    fy = np.concatenate([np.full(len(s.frame_logits), s.label) for s in calib])
+    fl, fy = calibration_frames(scored)
     result = {"n_items": len(scored)}
     fitted = temperature is None
     if fitted:
@@ -123,7 +135,7 @@ def analyse(scored: list[Scored], temperature: float | None = None, threshold: f
 
     y = np.array([s.label for s in scored])
     frame_p = [M.apply_temperature(s.frame_logits, temperature) for s in scored]
-    v = np.array([peak_confidence(p, window, min_frames) for p in frame_p])
+    v = video_scores(scored, temperature, window, min_frames)
     v_mean = np.array([p.mean() for p in frame_p])
     groups = np.array([s.group for s in scored])
     families = np.array([s.family for s in scored])
@@ -178,7 +190,7 @@ def write_report(result: dict, scored: list[Scored], out: Path, title: str) -> P
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     t, w = result["calibration"]["temperature"], result["window"]
     y = np.array([s.label for s in scored])
-    v = np.array([peak_confidence(M.apply_temperature(s.frame_logits, t), w, result["min_frames"]) for s in scored])
+    v = video_scores(scored, t, w, result["min_frames"])
     groups = np.array([s.group for s in scored])
     real = y == 0
     curves = {"all fakes (no SBI)": (y[groups != "SBI"], v[groups != "SBI"])}

@@ -131,6 +131,26 @@ def roc_auc(labels, scores) -> float:
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) * 0.5))
 
 
+def _stratified_draws(n_real: int, n_fake: int, reps: int, seed: int):
+    """Bootstrap resamples as (real indices, fake indices): each class resampled within itself, so every replicate
+    keeps both classes at their sizes."""
+    if reps < 1:
+        raise ValueError(f"reps must be at least 1, got {reps}")
+    rng = np.random.default_rng(seed)
+    for _ in range(reps):
+        yield rng.integers(0, n_real, n_real), rng.integers(0, n_fake, n_fake)
+
+
+def _pair_auc(real: np.ndarray, fake: np.ndarray) -> float:
+    """Mann-Whitney form of the AUC: fraction of (fake, real) pairs ordered right, ties half."""
+    return float((fake[:, None] > real[None, :]).mean() + 0.5 * (fake[:, None] == real[None, :]).mean())
+
+
+def _percentiles(values, level: float) -> tuple[float, float]:
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
 def bootstrap_auc_ci(labels, scores, reps: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the ROC AUC, resampling reals and fakes separately (each class keeps its
     size, so every replicate has both). (nan, nan) when a class is absent."""
@@ -138,15 +158,8 @@ def bootstrap_auc_ci(labels, scores, reps: int = 1000, level: float = 0.95, seed
     real, fake = s[y == 0], s[y == 1]
     if not len(real) or not len(fake):
         return _NAN, _NAN
-    rng = np.random.default_rng(seed)
-    aucs = np.empty(reps)
-    for i in range(reps):
-        r = real[rng.integers(0, len(real), len(real))]
-        f = fake[rng.integers(0, len(fake), len(fake))]
-        # Mann-Whitney form of the AUC: fraction of (fake, real) pairs ordered right, ties half.
-        aucs[i] = ((f[:, None] > r[None, :]).mean() + 0.5 * (f[:, None] == r[None, :]).mean())
-    tail = (1 - level) / 2 * 100
-    return float(np.percentile(aucs, tail)), float(np.percentile(aucs, 100 - tail))
+    return _percentiles([_pair_auc(real[r], fake[f]) for r, f in _stratified_draws(len(real), len(fake), reps, seed)],
+                        level)
 
 
 def paired_auc_difference(labels, baseline, other, reps: int = 2000, level: float = 0.95,
@@ -158,22 +171,15 @@ def paired_auc_difference(labels, baseline, other, reps: int = 2000, level: floa
     absent (the range: with fewer than two reals)."""
     y, a = _labels_scores(labels, baseline)
     _, b = _labels_scores(labels, other)
-    if reps < 1:
-        raise ValueError(f"reps must be at least 1, got {reps}")
-    real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
+    (ra, fa), (rb, fb) = (a[y == 0], a[y == 1]), (b[y == 0], b[y == 1])
     out = {"diff": _NAN, "ci": (_NAN, _NAN), "drop_one_real": (_NAN, _NAN)}
-    if not len(real) or not len(fake):
+    if not len(ra) or not len(fa):
         return out
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(reps)
-    for i in range(reps):
-        d = np.concatenate([rng.choice(real, len(real)), rng.choice(fake, len(fake))])
-        diffs[i] = roc_auc(y[d], b[d]) - roc_auc(y[d], a[d])
-    tail = (1 - level) / 2 * 100
-    out["diff"] = roc_auc(y, b) - roc_auc(y, a)
-    out["ci"] = (float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail)))
-    if len(real) > 1:
-        loo = [roc_auc(np.delete(y, r), np.delete(b, r)) - roc_auc(np.delete(y, r), np.delete(a, r)) for r in real]
+    out["diff"] = _pair_auc(rb, fb) - _pair_auc(ra, fa)
+    out["ci"] = _percentiles([_pair_auc(rb[r], fb[f]) - _pair_auc(ra[r], fa[f])
+                              for r, f in _stratified_draws(len(ra), len(fa), reps, seed)], level)
+    if len(ra) > 1:
+        loo = [_pair_auc(np.delete(rb, i), fb) - _pair_auc(np.delete(ra, i), fa) for i in range(len(ra))]
         out["drop_one_real"] = (float(min(loo)), float(max(loo)))
     return out
 
