@@ -250,7 +250,8 @@ def test_node_killed_streams_resume_with_face_state_and_no_duplicates(env):
 
     # no message delivered twice: frame numbers only grow per stream, and no text arrives twice
     texts = [text for _, text, _ in received]
-    assert len(texts) == len(set(texts))
+    twice = sorted({t for t in texts if texts.count(t) > 1})
+    assert not twice, [t[:300] for t in twice]  # name what came twice (seen once in CI: 163 texts, 162 distinct)
     for s in STREAMS:
         frames = [f for _, f in _scores(received, s)]
         assert frames == sorted(set(frames)), (s, frames)
