@@ -12,7 +12,7 @@ from streamdetect.engines.registry import unavailable_reason
 from streamdetect.errors import EngineError, MissingDependencyError, ModelError
 from streamdetect.export import export_model
 from streamdetect.export.tensorrt import read_engine
-from streamdetect.model import save_checkpoint
+from streamdetect.model import load_checkpoint, save_checkpoint
 from tests.conftest import small_model
 
 
@@ -146,13 +146,25 @@ def test_engine_file_header(tmp_path):
 
 
 @pytest.mark.gpu
-def test_torch_cuda_fp16_matches_fp32(exported, rng):
+@pytest.mark.parametrize("which", ["test model", "bundled model"])
+def test_torch_cuda_fp16_gives_the_cpu_verdicts(exported, rng, which):
+    """fp16 + channels_last on CUDA against the fp32 CPU reference: p_fake (what users read) within 0.01 and the
+    features within 5 % of their norm. Not element by element: on an H200 a few features of these models moved by up
+    to 0.06 under fp16 (0.03 from cuDNN's TF32 convolutions alone) while p_fake moved by at most 0.004."""
     import torch
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    model, _ = exported
-    fp32 = load_engine(model, backend="torch", device="cuda", fp16=False)
+    from streamdetect.weights import default_model_path
+
+    model = exported[0] if which == "test model" else load_checkpoint(default_model_path())
+    cpu = load_engine(model, backend="torch", device="cpu")
     fp16 = load_engine(model, backend="torch", device="cuda", fp16=True)
-    crops = rng.integers(0, 256, (8, 112, 112, 3), dtype=np.uint8)
-    np.testing.assert_allclose(fp16.encode(crops), fp32.encode(crops), atol=2e-2, rtol=2e-2)
+    crops = rng.integers(0, 256, (64, 112, 112, 3), dtype=np.uint8)
+    f_cpu, f_gpu = cpu.encode(crops), fp16.encode(crops)
+    assert np.isfinite(f_gpu).all()
+    relative = np.linalg.norm(f_gpu - f_cpu) / np.linalg.norm(f_cpu)
+    assert relative < 0.05, f"fp16 features differ by {relative:.1%} of their norm"
+    p_cpu, _ = cpu.step(f_cpu)
+    p_gpu, _ = fp16.step(f_gpu)
+    np.testing.assert_allclose(p_gpu, p_cpu, atol=0.01)
