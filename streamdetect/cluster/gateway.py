@@ -87,6 +87,7 @@ class Gateway:
             self.metrics = Metrics(bus)
             bus.add_sink(self.metrics)
         bus.replay = lambda: [*bus.recent_alerts, *self.latest.values()]  # after each stream's status: the latest state
+        bus.add_sink(self._remember_latest)
         await self._refresh()
         await self._poll(block_ms=None)  # catch up on the logs before the first client connects
         self.server = WebSocketServer(bus, self.hello, self.health, self.host, self.port_wanted, self.token,
@@ -168,9 +169,14 @@ class Gateway:
                 self.duplicates += 1  # a resumed stream repeating frames a dead group had published
                 return
             self.last_frame[key] = data["frame"]
-            self.latest[key] = (data, raw)
         self.delivered += 1
         self.bus.publish(_Raw(data, raw))
+
+    def _remember_latest(self, data: dict, text: str) -> None:
+        """A Bus sink: the replayed latest scores / preview change when the clients get the message, not when it is
+        read. Set on reading, a client subscribing before the Bus delivered it got it twice: replayed, then live."""
+        if data["type"] in FRAMED:
+            self.latest[(data["type"], data["stream"])] = (data, text)
 
     async def _run(self) -> None:
         last_refresh, failures = time.monotonic(), 0
