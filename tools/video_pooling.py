@@ -16,7 +16,7 @@ from streamdetect.model import load_checkpoint
 from streamdetect.scoring import peak_confidence
 from streamdetect.training import metrics as M
 from streamdetect.training.data import load_clips
-from streamdetect.training.evaluate import calibration_frames, score_clips
+from streamdetect.training.evaluate import calibration_frames, scan_scores, score_clips
 
 
 def _trimmed(x: np.ndarray, cut: float = 0.1) -> float:
@@ -30,8 +30,8 @@ def _quarter(x: np.ndarray, top: bool) -> float:
     return float((x[-k:] if top else x[:k]).mean())
 
 
-POOLINGS = {  # name -> (per-frame logit margins, calibrated p_fake) -> video score
-    "mean p_fake (scan)": lambda l, p: p.mean(),
+SCAN = "mean p_fake (scan)"  # evaluate.scan_scores, the baseline
+POOLINGS = {  # the alternatives: name -> (per-frame logit margins, calibrated p_fake) -> video score
     "mean logit": lambda l, p: l.mean(),
     "median logit": lambda l, p: np.median(l),
     "10 % trimmed mean logit": lambda l, p: _trimmed(l),
@@ -51,9 +51,10 @@ def main() -> None:
     scored = score_clips(model, load_clips(args.data, model.card.config.input_size, model.card.config.crop), sbi=False)
     t = M.fit_temperature(*calibration_frames(scored))
     y = np.array([s.label for s in scored])
-    videos = {name: np.array([pool(s.frame_logits, M.apply_temperature(s.frame_logits, t)) for s in scored])
-              for name, pool in POOLINGS.items()}
-    base = videos["mean p_fake (scan)"]
+    videos = {SCAN: scan_scores(scored, t)} | {
+        name: np.array([pool(s.frame_logits, M.apply_temperature(s.frame_logits, t)) for s in scored])
+        for name, pool in POOLINGS.items()}
+    base = videos[SCAN]
     print(f"{(y == 1).sum()} fakes, {(y == 0).sum()} reals, temperature {t:.2f}")
     for name, v in videos.items():
         line = f"{name:36} AUC {M.roc_auc(y, v):.3f}"

@@ -118,6 +118,11 @@ def video_scores(scored: list[Scored], temperature: float, window: int = 20, min
                      for s in scored])
 
 
+def scan_scores(scored: list[Scored], temperature: float) -> np.ndarray:
+    """Each clip's whole-video p_fake as `streamdetect scan` reports it: the mean of its calibrated per-frame p_fake."""
+    return np.array([M.apply_temperature(s.frame_logits, temperature).mean() for s in scored])
+
+
 def analyse(scored: list[Scored], temperature: float | None = None, threshold: float | None = None,
             target_fpr: float = 0.05, window: int = 20, min_frames: int = 10) -> dict:
     """Metrics for scored clips. temperature/threshold None: fit them here (on these clips) and say so."""
@@ -136,7 +141,7 @@ def analyse(scored: list[Scored], temperature: float | None = None, threshold: f
     y = np.array([s.label for s in scored])
     frame_p = [M.apply_temperature(s.frame_logits, temperature) for s in scored]
     v = video_scores(scored, temperature, window, min_frames)
-    v_mean = np.array([p.mean() for p in frame_p])
+    v_mean = scan_scores(scored, temperature)
     groups = np.array([s.group for s in scored])
     families = np.array([s.family for s in scored])
     real = y == 0
