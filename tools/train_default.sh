@@ -128,3 +128,14 @@ done
 if [ -n "${MESONET:-}" ]; then
   python tools/peer_mesonet.py --weights "$MESONET" --lofo "$RUNS/lofo" "$P/shared_e8" "$P/round2_e8"
 fi
+# round8 (README "round8"): the shipping candidates trained on all the data (shared + round2-7), then scored on an
+# eighth round collected after they were trained
+ALL_DATA="$V4_DATA $P/round7"
+for s in 0 1 2; do
+  streamdetect train --config $CFG --data $ALL_DATA --set model.backbone=efficientnet_lite2 --set seed=$s \
+    --out "$RUNS/lite2_all_s$s" --resume
+done
+for s in 0 1; do streamdetect train --config $CFG --data $ALL_DATA --set seed=$s --out "$RUNS/lite0_all_s$s" --resume; done
+fetch_prepare round8 round8 --frames 120
+python tools/compare_models.py $SHIPPED "$RUNS"/lite0_all_s{0,1}/last.safetensors "$RUNS"/lite2_all_s{0,1,2}/last.safetensors \
+  --data "$P/round8" --score scan
