@@ -123,11 +123,6 @@ for r in "$ROUND6" "$P/round7"; do
       "$RUNS"/lite2_seed{0,1,2}/last.safetensors --data $r --score $score
   done
 done
-# The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
-# in $MESONET, read with h5py (pip install h5py)
-if [ -n "${MESONET:-}" ]; then
-  python tools/peer_mesonet.py --weights "$MESONET" --lofo "$RUNS/lofo" "$P/shared_e8" "$P/round2_e8"
-fi
 # round8 (README "round8"): the shipping candidates trained on all the data (shared + round2-7), then scored on an
 # eighth round collected after they were trained
 ALL_DATA="$V4_DATA $P/round7"
@@ -139,3 +134,8 @@ for s in 0 1; do streamdetect train --config $CFG --data $ALL_DATA --set seed=$s
 fetch_prepare round8 round8 --frames 120
 python tools/compare_models.py $SHIPPED "$RUNS"/lite0_all_s{0,1}/last.safetensors "$RUNS"/lite2_all_s{0,1,2}/last.safetensors \
   --data "$P/round8" --score scan
+# The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
+# in $MESONET, read with h5py (pip install h5py)
+if [ -n "${MESONET:-}" ]; then
+  python tools/peer_mesonet.py --weights "$MESONET" --lofo "$RUNS/lofo" "$P/shared_e8" "$P/round2_e8"
+fi
