@@ -134,6 +134,15 @@ for s in 0 1; do streamdetect train --config $CFG --data $ALL_DATA --set seed=$s
 fetch_prepare round8 round8 --frames 120
 python tools/compare_models.py $SHIPPED "$RUNS"/lite0_all_s{0,1}/last.safetensors "$RUNS"/lite2_all_s{0,1,2}/last.safetensors \
   --data "$P/round8" --score scan
+# round9 (README "round9"): the same recipes on shared + round2-8, then everything scored on a ninth round collected
+# after these were trained (scan's mean p_fake)
+for b in lite2 lite0; do
+  streamdetect train --config $CFG --data $ALL_DATA "$P/round8" --set model.backbone=efficientnet_$b --set seed=0 \
+    --out "$RUNS/${b}_all8_s0" --resume
+done
+fetch_prepare round9 round9 --frames 120
+python tools/compare_models.py $SHIPPED "$RUNS"/lite0_all_s{0,1}/last.safetensors "$RUNS"/lite0_all8_s0/last.safetensors \
+  "$RUNS"/lite2_all_s{0,1,2}/last.safetensors "$RUNS"/lite2_all8_s0/last.safetensors --data "$P/round9" --score scan
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)
 if [ -n "${MESONET:-}" ]; then
