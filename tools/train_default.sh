@@ -143,6 +143,16 @@ done
 fetch_prepare round9 round9 --frames 120
 python tools/compare_models.py $SHIPPED "$RUNS"/lite0_all_s{0,1}/last.safetensors "$RUNS"/lite0_all8_s0/last.safetensors \
   "$RUNS"/lite2_all_s{0,1,2}/last.safetensors "$RUNS"/lite2_all8_s0/last.safetensors --data "$P/round9" --score scan
+# Frozen ImageNet features + a linear probe (README "Features never tuned on faces"): v3's data and split, scored on
+# round6-9 against the shipped file; features are cached in $RUNS/frozen_probe
+python tools/frozen_probe.py --data $V3_DATA --cache "$RUNS/frozen_probe" --test round9="$P/round9" round7="$P/round7" \
+  round8="$P/round8"
+python tools/frozen_probe.py --data $V3_DATA --cache "$RUNS/frozen_probe" \
+  --test round6="$P/round6_swap,$P/round6_lipsync,$P/round6_anim"   # its own process: round6 alone needs ~19 GiB
+# The shipped path on the raw files (README "scan on the raw files"): `scan` per video vs evaluate's prepared frames
+for r in round6_swap round6_lipsync round6_anim round7 round8 round9; do
+  python tools/scan_round.py "examples/manifests/$r.tsv" "$MEDIA/${r%%_*}" --out "$RUNS/scan/$r.jsonl" --prepared "$P/$r"
+done
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)
 if [ -n "${MESONET:-}" ]; then
