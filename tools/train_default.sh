@@ -153,6 +153,8 @@ python tools/frozen_probe.py --data $V3_DATA --cache "$RUNS/frozen_probe" \
 for r in round6_swap round6_lipsync round6_anim round7 round8 round9; do
   python tools/scan_round.py "examples/manifests/$r.tsv" "$MEDIA/${r%%_*}" --out "$RUNS/scan/$r.jsonl" --prepared "$P/$r"
 done
+# Pooling re-check on the later unseen rounds (README "The whole-video score"); v2: git show fe5e8b4:streamdetect/weights/default.safetensors
+for r in round8 round9; do python tools/video_pooling.py $SHIPPED --data "$P/$r"; done
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)
 if [ -n "${MESONET:-}" ]; then
