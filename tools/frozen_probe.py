@@ -28,7 +28,7 @@ from streamdetect.model.detector import Normalize
 from streamdetect.training import metrics as M
 from streamdetect.training.augment import AugmentConfig, augment_clip
 from streamdetect.training.config import load_config
-from streamdetect.training.data import load_clips, split_clips
+from streamdetect.training.data import BatchSampler, load_clips, split_clips
 from streamdetect.training.progress import progress_bar
 from streamdetect.training.sbi import self_blend_clip
 
@@ -93,12 +93,11 @@ def training_rows(taps, clips, cfg, seed: int = 0):
                 feats.append(f), labels.append(np.full(len(y), label)), pools.append([pool] * len(y))
     feats = {k: np.concatenate([f[k] for f in feats]) for k in feats[0]}
     labels, pools = np.concatenate(labels), np.concatenate(pools)
-    mix = {**{k: v * 0.5 for k, v in cfg.real_mix.items()}, **{k: v * 0.5 for k, v in cfg.fake_mix.items()}}
-    present = {p for p in mix if (pools == p).any()}
-    total = sum(mix[p] for p in present)
     weights = np.zeros(len(pools))
-    for p in present:  # each pool's frames share its mix weight equally
-        weights[pools == p] = mix[p] / total / (pools == p).sum()
+    for label, mix in ((0, cfg.real_mix), (1, cfg.fake_mix)):  # the trainer's rule: half per class, then its mix
+        present = {p: [True] for p in set(pools[labels == label])}
+        for p, share in BatchSampler._weights(present, mix).items():  # a pool's frames share its weight equally
+            weights[(pools == p) & (labels == label)] = 0.5 * share / ((pools == p) & (labels == label)).sum()
     keep = weights > 0
     return {k: v[keep] for k, v in feats.items()}, labels[keep], weights[keep] * keep.sum()
 
@@ -143,12 +142,11 @@ class Probe:
         return (torch.from_numpy((x - self.mu) / self.sd) @ self.w + self.b).numpy()
 
 
-def scan_auc(rows, frame_logits, temperature: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+def scan_auc(rows, frame_logits) -> tuple[np.ndarray, np.ndarray, float]:
     """Labels and scan scores (mean calibrated p_fake) per clip; the temperature is fitted on these frames."""
     y = np.array([r[1] for r in rows])
-    if temperature is None:
-        temperature = M.fit_temperature(np.concatenate(frame_logits),
-                                        np.concatenate([np.full(len(f), r[1]) for f, r in zip(frame_logits, rows)]))
+    temperature = M.fit_temperature(np.concatenate(frame_logits),
+                                    np.concatenate([np.full(len(f), r[1]) for f, r in zip(frame_logits, rows)]))
     s = np.array([M.apply_temperature(f, temperature).mean() for f in frame_logits])
     return y, s, temperature
 

@@ -1,7 +1,9 @@
 """Score a manifest of raw videos exactly as issue 9's held-out sets are scored: `streamdetect scan` per file.
 
-    python tools/scan_round.py examples/manifests/round9.tsv MEDIA_DIR --out runs/scan_round9.jsonl [--model M]
-           [--prepared prepared/round9]
+    python tools/scan_round.py examples/manifests/round9.tsv --media MEDIA_DIR --out runs/scan/round9.jsonl
+           [--model M] [--prepared prepared/round9]
+
+Several manifests of one round (round6_swap, round6_lipsync, round6_anim) are scored as one round.
 
 Every other table in the README scores *prepared* frames (`evaluate`: the face `prepare` kept, at most 150 frames,
 temperature refitted per round). This runs the shipped path instead — ONNX Runtime engine, live MediaPipe
@@ -27,13 +29,15 @@ from streamdetect.service import load_runtime
 from streamdetect.training import metrics as M
 
 
-def _rows(manifest: Path, media: Path) -> list[dict]:
-    with open(manifest, newline="") as f:
-        rows = [r for r in csv.DictReader(f, delimiter="\t") if r.get("kind", "video") == "video"]
+def _rows(manifests: list[Path], media: Path) -> list[dict]:
+    rows = []
+    for manifest in manifests:
+        with open(manifest, newline="") as f:
+            rows += [r for r in csv.DictReader(f, delimiter="\t") if r.get("kind", "video") == "video"]
     missing = [r["file"] for r in rows if not (media / r["file"]).is_file()]
     if missing:
-        sys.exit(f"{len(missing)} files of {manifest} are not under {media} (first: {missing[0]}); "
-                 f"materialise them first (streamdetect fetch-manifest or the fetch tool)")
+        sys.exit(f"{len(missing)} files of {[str(m) for m in manifests]} are not under {media} (first: "
+                 f"{missing[0]}); materialise them first (streamdetect fetch-manifest or the fetch tool)")
     return rows
 
 
@@ -69,13 +73,13 @@ def _auc_line(name: str, y: np.ndarray, v: np.ndarray) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("manifest", type=Path)
-    ap.add_argument("media", type=Path, help="folder the manifest's `file` paths are relative to")
+    ap.add_argument("manifests", nargs="+", type=Path, help="TSV manifests of one round (file, label, family)")
+    ap.add_argument("--media", type=Path, required=True, help="folder the manifests' `file` paths are relative to")
     ap.add_argument("--out", type=Path, required=True, help="JSONL of per-file results (resumed if present)")
     ap.add_argument("--model", help="checkpoint or export directory (default: the bundled model)")
     ap.add_argument("--prepared", nargs="+", help="the same clips prepared: compare with evaluate's scan score")
     args = ap.parse_args()
-    rows = _rows(args.manifest, args.media)
+    rows = _rows(args.manifests, args.media)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     res = _scan_all(rows, args.media, args.out, ServiceConfig(model=args.model))
     files = [r["file"] for r in rows if res[r["file"]]["p_fake"] is not None]
@@ -86,8 +90,8 @@ def main() -> None:
     print(f"{int(y.sum())} fakes / {int((1 - y).sum())} reals with a face; {len(faceless)} without: {faceless[:5]}")
     print(_auc_line("scan p_fake (max face per frame)", y, v))
     print(_auc_line("longest track's mean p_fake", y, np.where(np.isnan(lt), v, lt)))
-    multi = [f for f in files if res[f]["max_faces"] > 1]
-    print(f"{len(multi)} clips had more than one face in some frame; at the card's threshold "
+    multi = sum(res[f]["max_faces"] > 1 for f in files)
+    print(f"{multi} clips had more than one face in some frame; at the card's threshold "
           f"{np.mean([res[f]['verdict'] == 'fake' for f in files if res[f]['label'] == 'fake']):.0%} of fakes and "
           f"{np.mean([res[f]['verdict'] == 'fake' for f in files if res[f]['label'] == 'real']):.0%} of reals alert")
     for cat in sorted({res[f]["category"] for f in files if res[f]["label"] == "fake"} - {""}):
@@ -101,10 +105,12 @@ def _compare_prepared(args, files, y, v) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from compare_models import scores_of
     from streamdetect.service import default_model
+    from streamdetect.training.prepare import read_manifest
 
-    keys, y2, e = scores_of(args.model or str(default_model()), args.prepared, "scan")
-    by_key = dict(zip(keys, e))  # prepare's key: the manifest path without suffix, "/" -> "_"
-    pairs = [(i, by_key.get(Path(f).with_suffix("").as_posix().replace("/", "_"))) for i, f in enumerate(files)]
+    keys, _, e = scores_of(args.model or str(default_model()), args.prepared, "scan")
+    path_of = {r["key"]: Path(r["path"]).resolve() for folder in args.prepared for r in read_manifest(folder)}
+    by_path = {path_of[k]: s for k, s in zip(keys, e)}  # matched by media file, not by prepare's key rule
+    pairs = [(i, by_path.get((args.media / f).resolve())) for i, f in enumerate(files)]
     idx = [i for i, s in pairs if s is not None]
     ev = np.array([s for _, s in pairs if s is not None])
     print(f"{len(idx)} of {len(files)} clips also prepared; evaluate's scan score there: "

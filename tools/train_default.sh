@@ -150,10 +150,13 @@ python tools/frozen_probe.py --data $V3_DATA --cache "$RUNS/frozen_probe" --test
 python tools/frozen_probe.py --data $V3_DATA --cache "$RUNS/frozen_probe" \
   --test round6="$P/round6_swap,$P/round6_lipsync,$P/round6_anim"   # its own process: round6 alone needs ~19 GiB
 # The shipped path on the raw files (README "scan on the raw files"): `scan` per video vs evaluate's prepared frames
-for r in round6_swap round6_lipsync round6_anim round7 round8 round9; do
-  python tools/scan_round.py "examples/manifests/$r.tsv" "$MEDIA/${r%%_*}" --out "$RUNS/scan/$r.jsonl" --prepared "$P/$r"
+python tools/scan_round.py examples/manifests/round6_{swap,lipsync,anim}.tsv --media "$MEDIA/round6" \
+  --out "$RUNS/scan/round6.jsonl" --prepared $ROUND6
+for r in round7 round8 round9; do
+  python tools/scan_round.py "examples/manifests/$r.tsv" --media "$MEDIA/$r" --out "$RUNS/scan/$r.jsonl" --prepared "$P/$r"
 done
-# Pooling re-check on the later unseen rounds (README "The whole-video score"); v2: git show fe5e8b4:streamdetect/weights/default.safetensors
+# Pooling re-check on the later unseen rounds (README "The whole-video score"); v2's file for the same check:
+# git show fe5e8b4:streamdetect/weights/default.safetensors
 for r in round8 round9; do python tools/video_pooling.py $SHIPPED --data "$P/$r"; done
 # The public peer on the same held-out clips: MesoNet's Keras weights (weights/*.h5 of github.com/DariusAf/MesoNet)
 # in $MESONET, read with h5py (pip install h5py)
