@@ -1,5 +1,6 @@
 """Clip-consistent augmentation: one set of random choices per clip, real H.264, strict config."""
 
+import dataclasses
 import warnings
 
 import cv2
@@ -158,3 +159,31 @@ def test_invalid_values(bad):
 def test_rejects_non_uint8():
     with pytest.raises(ValueError):
         augment_clip(np.zeros((2, S, S, 3), np.float32), np.random.default_rng(0))
+
+
+def test_sharpness_matching_lowers_a_sharp_clip_to_its_target_and_leaves_a_soft_one():
+    sharp = np.stack([face(3), face(4), face(3)])
+    soft = np.stack([augment.down_up(f, 0.4) for f in sharp])
+    target = augment.log_sharpness(augment.down_up(sharp[1], 0.6))  # between the two clips
+    assert augment.log_sharpness(sharp[1]) > target
+    out = augment.match_sharpness(sharp, target)
+    assert augment.log_sharpness(out[1]) <= target < augment.log_sharpness(sharp[1])
+    assert np.array_equal(out[0], out[2])  # one factor for the whole clip
+    assert augment.match_sharpness(soft, target) is soft
+
+
+def test_sharpness_matching_in_the_clip_augmentation():
+    clip = np.stack([face(5)] * 3)
+    low = augment.log_sharpness(augment.down_up(clip[0], 0.5))
+    cfg = only(sharpness_match=1.0, sharpness_target=(low, low))
+    out = augment_clip(clip, np.random.default_rng(0), cfg)
+    assert augment.log_sharpness(out[1]) <= low + 1e-9
+    # Off (the default) it draws nothing extra: the random stream of an existing config is unchanged.
+    base = AugmentConfig(hflip=1, colour=1, blur=1, downscale=1, noise=1, jpeg=1, h264=0)
+    a = augment_clip(clip, np.random.default_rng(3), base)
+    b = augment_clip(clip, np.random.default_rng(3), dataclasses.replace(base, sharpness_target=(1.0, 2.0)))
+    assert np.array_equal(a, b)
+    with pytest.raises(ValueError):
+        AugmentConfig.from_dict({"sharpness_match": 2.0})
+    with pytest.raises(ValueError):
+        AugmentConfig.from_dict({"sharpness_target": [6.6, 5.6]})

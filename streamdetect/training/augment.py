@@ -7,7 +7,7 @@ sensor noise, whose *strength* is per clip but whose pattern is fresh in every f
 (`noise_per_frame=False` freezes the pattern too).
 
 Augmentation runs AFTER self-blending (`streamdetect.training.sbi`), so it needs no landmarks: frames in,
-frames out. Order, as degradations happen in the wild: flip, colour, blur, downscale, noise, compression
+frames out. Order, as degradations happen in the wild: flip, colour, sharpness matching (off by default), blur, downscale, noise, compression
 (JPEG then H.264, each independently).
 
 H.264 is the real codec (libx264 through PyAV, encoded and decoded in memory); where this PyAV build has no
@@ -33,10 +33,13 @@ __all__ = [
     "jpeg_roundtrip",
     "h264_roundtrip",
     "h264_available",
+    "down_up",
+    "log_sharpness",
+    "match_sharpness",
 ]
 
-_RANGES = ("blur_sigma", "downscale_factor", "noise_sigma", "jpeg_quality", "h264_crf")
-_PROBS = ("hflip", "colour", "blur", "downscale", "noise", "jpeg", "h264", "jitter")
+_RANGES = ("blur_sigma", "downscale_factor", "noise_sigma", "jpeg_quality", "h264_crf", "sharpness_target")
+_PROBS = ("hflip", "colour", "blur", "downscale", "noise", "jpeg", "h264", "jitter", "sharpness_match")
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,13 @@ class AugmentConfig:
     jitter: float = 0.0
     jitter_shift: float = 0.04
     jitter_scale: float = 0.06
+    # Sharpness matching: the generators' outputs are sharper than the real footage they are trained against
+    # (log variance of the 112 px crop's Laplacian: talking-head fakes 6.6, real videos 5.9 in v3's data; unseen
+    # rounds 6-9: 6.2 and 6.1), so sharpness is a cue in training that is gone at test time. With probability
+    # `sharpness_match` a clip sharper than a target drawn from `sharpness_target` is downscaled until it is not;
+    # the rule is the same for both classes and leaves clips at or below the target alone. Off by default.
+    sharpness_match: float = 0.0
+    sharpness_target: tuple[float, float] = (5.2, 6.4)
 
     def __post_init__(self):
         for name in _RANGES:  # lists from JSON/YAML become tuples, so configs compare and hash
@@ -250,6 +260,35 @@ def _h264_roundtrip(frames: np.ndarray, crf: int, fps: int) -> np.ndarray:
     return np.ascontiguousarray(out[:, :h, :w])
 
 
+# -- resolution -------------------------------------------------------------------------------------------------
+def down_up(frame: np.ndarray, factor: float) -> np.ndarray:
+    """Down by `factor` with INTER_AREA and back up with INTER_LINEAR: a face captured at lower resolution."""
+    h, w = frame.shape[:2]
+    sw, sh = max(1, round(w * factor)), max(1, round(h * factor))
+    return cv2.resize(cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def log_sharpness(frame: np.ndarray) -> float:
+    """log variance of the Laplacian of an RGB frame's luma (higher: sharper)."""
+    luma = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+    return math.log(float(cv2.Laplacian(luma, cv2.CV_32F).var()) + 1e-6)
+
+
+_MATCH_FACTORS = tuple(np.round(np.arange(0.9, 0.24, -0.05), 2))  # 0.9 ... 0.25
+
+
+def match_sharpness(frames: np.ndarray, target: float) -> np.ndarray:
+    """The clip downscaled by the mildest factor (0.9 ... 0.25) that brings its middle frame's `log_sharpness`
+    to `target` or below; the clip itself when it is already there. One factor for every frame."""
+    ref = frames[len(frames) // 2]
+    if log_sharpness(ref) <= target:
+        return frames
+    for factor in _MATCH_FACTORS:
+        if log_sharpness(down_up(ref, factor)) <= target:
+            break
+    return np.stack([down_up(f, factor) for f in frames])
+
+
 # -- the clip augmentation --------------------------------------------------------------------------------------
 def augment_clip(frames: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | None = None) -> np.ndarray:
     """Augment one clip (T, S, S, 3) uint8 RGB with the same random choices for every frame.
@@ -279,6 +318,7 @@ def augment_clip(frames: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
 
     # Drawn after everything above and only when enabled, so configs without jitter keep their random stream.
     jitter = (rng.random(), *rng.uniform(-1, 1, 3)) if cfg.jitter > 0 else None
+    match = (rng.random(), rng.uniform(*cfg.sharpness_target)) if cfg.sharpness_match > 0 else None
 
     out = frames
     t, h, w, _ = frames.shape
@@ -293,13 +333,12 @@ def augment_clip(frames: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
     if u[1] < cfg.colour:
         centre = float(out.mean()) if con != 1.0 else 128.0  # contrast about the CLIP's mean, not each frame's
         out = apply_colour(out, colour_matrix(bri, con, sat, hue, centre=centre))
+    if match is not None and match[0] < cfg.sharpness_match:
+        out = match_sharpness(out, match[1])
     if u[2] < cfg.blur and blur_sigma > 0:
         out = np.stack([cv2.GaussianBlur(f, (0, 0), blur_sigma) for f in out])
     if u[3] < cfg.downscale and factor < 1.0:
-        sw, sh = max(1, round(w * factor)), max(1, round(h * factor))
-        out = np.stack(
-            [cv2.resize(cv2.resize(f, (sw, sh), interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_LINEAR) for f in out]
-        )
+        out = np.stack([down_up(f, factor) for f in out])
     if u[4] < cfg.noise and noise_sigma > 0:
         shape = out.shape if cfg.noise_per_frame else out.shape[1:]
         noise = rng.standard_normal(shape, dtype=np.float32) * np.float32(noise_sigma)
