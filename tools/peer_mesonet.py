@@ -10,6 +10,12 @@ Needs: the authors' Keras weights (Apache-2.0; `weights/*.h5` of github.com/Dari
 (MesoNet reads 256 px: the 224 crop is resized), e.g. a few frames per video spread over it:
     streamdetect prepare ../shared/data prepared/shared_e8 --sizes 112,224 --frames 8 --sampling even
     python tools/peer_mesonet.py --weights MesoNet/weights --lofo runs/lofo prepared/shared_e8 prepared/round2_e8
+
+With --round instead of --lofo it scores one checkpoint (e.g. the shipped model) against the per-frame average of it
+and MesoNet (equal weights; MesoNet = the mean p_fake of the four files) on whole rounds it never trained on, with
+the paired bootstrap of the AUC difference:
+    python tools/peer_mesonet.py --weights MesoNet/weights --model streamdetect/weights/default.safetensors \
+        --round round7=prepared/e8/round7 --round round6=prepared/e8/round6_swap,prepared/e8/round6_anim
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from streamdetect.model import load_checkpoint
 from streamdetect.training.data import load_clips
 from streamdetect.training.evaluate import Scored, score_clip
 from streamdetect.training.lofo import ALL, family_aucs
+from streamdetect.training.metrics import paired_auc_difference, roc_auc
 from streamdetect.training.progress import progress_bar
 
 FILES = ("Meso4_DF", "Meso4_F2F", "MesoInception_DF", "MesoInception_F2F")
@@ -104,22 +111,15 @@ def meso_logits(models: dict[str, MesoNet], crops_224: np.ndarray) -> dict[str, 
     return {name: m(x).numpy() for name, m in models.items()}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("prepared", nargs="+", help="prepared folders with 112 and 224 px crops")
-    ap.add_argument("--weights", required=True, type=Path, help="folder with Meso4_DF.h5 ... MesoInception_F2F.h5")
-    ap.add_argument("--lofo", required=True, type=Path, help="a `streamdetect lofo` output folder (its fold runs)")
-    ap.add_argument("--json", type=Path, help="also write the table as JSON here")
-    args = ap.parse_args(argv)
-    missing = [f"{n}.h5" for n in FILES if not (args.weights / f"{n}.h5").is_file()]
-    if missing:
-        sys.exit(f"{args.weights} lacks {', '.join(missing)}: take them from weights/ of github.com/DariusAf/MesoNet")
-    torch.set_num_threads(2)
-    mesos = {n: MesoNet("Inception" in n).load_keras(args.weights / f"{n}.h5") for n in FILES}
-    clips = {c.key: c for c in load_clips(args.prepared, 224)}
-    folds = sorted(p for p in args.lofo.iterdir() if (p / "split.json").is_file())
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z))
+
+
+def lofo_report(mesos: dict[str, MesoNet], lofo: Path, prepared: list[str], out_json: Path | None) -> None:
+    clips = {c.key: c for c in load_clips(prepared, 224)}
+    folds = sorted(p for p in lofo.iterdir() if (p / "split.json").is_file())
     if not folds:
-        sys.exit(f"{args.lofo} holds no fold runs (folders with split.json); run `streamdetect lofo` first")
+        sys.exit(f"{lofo} holds no fold runs (folders with split.json); run `streamdetect lofo` first")
     results = {}
     for fold in folds:
         model = load_checkpoint(fold / "last.safetensors").eval()
@@ -143,8 +143,63 @@ def main(argv=None) -> int:
             row = by_model["ours"][fam]
             cells = [f"{by_model[m][fam]['auc']:.2f}" for m in ("ours", *FILES)]
             print(f"| {fold} | {fam} | {row['n_fake']} | {row['n_real']} | " + " | ".join(cells) + " |")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    if out_json:
+        out_json.write_text(json.dumps(results, indent=1))
+
+
+def rounds_report(mesos: dict[str, MesoNet], checkpoint: Path, rounds: list[str]) -> None:
+    """The model alone vs its per-frame average with MesoNet; video score = mean p_fake (scan's pooling)."""
+    model = load_checkpoint(checkpoint).eval()
+    size, temperature = model.card.config.input_size, model.card.temperature
+    columns = ("model", "MesoNet", "average", *FILES)
+    print("| round | fakes / reals | " + " | ".join(columns) + " | average − model (95 % CI) |")
+    print("|---|---:|" + "---:|" * len(columns) + "---:|")
+    for spec in rounds:
+        name, _, folders = spec.partition("=")
+        if not folders:
+            sys.exit(f"--round {spec!r}: write NAME=PREPARED[,PREPARED...]")
+        labels, video = [], {k: [] for k in columns}
+        for c in progress_bar(load_clips(folders.split(","), 224), desc=name, unit="clip"):
+            folder = Path(c.folder)
+            z, _ = score_clip(model, np.load(folder / f"crops_{size}.npy"), np.load(folder / "landmarks.npy") * size,
+                              window=20)
+            frames = {"model": _sigmoid(np.asarray(z) / temperature)}
+            frames |= {n: _sigmoid(z) for n, z in meso_logits(mesos, np.load(folder / "crops_224.npy")).items()}
+            frames["MesoNet"] = np.mean([frames[n] for n in FILES], axis=0)
+            frames["average"] = 0.5 * frames["model"] + 0.5 * frames["MesoNet"]
+            labels.append(c.label)
+            for k in columns:
+                video[k].append(float(frames[k].mean()))
+        d = paired_auc_difference(labels, video["model"], video["average"])
+        cells = " | ".join(f"{roc_auc(labels, video[k]):.3f}" for k in columns)
+        print(f"| {name} | {sum(labels)} / {len(labels) - sum(labels)} | {cells} | "
+              f"{d['diff']:+.3f} ({d['ci'][0]:+.3f} to {d['ci'][1]:+.3f}) |", flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("prepared", nargs="*", help="with --lofo: prepared folders with 112 and 224 px crops")
+    ap.add_argument("--weights", required=True, type=Path, help="folder with Meso4_DF.h5 ... MesoInception_F2F.h5")
+    ap.add_argument("--lofo", type=Path, help="a `streamdetect lofo` output folder (its fold runs)")
+    ap.add_argument("--json", type=Path, help="with --lofo: also write the table as JSON here")
+    ap.add_argument("--model", type=Path, help="with --round: the checkpoint to compare and average with MesoNet")
+    ap.add_argument("--round", action="append", default=[], metavar="NAME=DIR[,DIR]",
+                    help="a round of prepared folders (112 and 224 px crops) the model never trained on; repeatable")
+    args = ap.parse_args(argv)
+    if bool(args.lofo) == bool(args.round):
+        ap.error("give either --lofo with prepared folders, or --model with one or more --round")
+    if args.round and not args.model:
+        ap.error("--round needs --model CHECKPOINT")
+    missing = [f"{n}.h5" for n in FILES if not (args.weights / f"{n}.h5").is_file()]
+    if missing:
+        sys.exit(f"{args.weights} lacks {', '.join(missing)}: take them from weights/ of github.com/DariusAf/MesoNet")
+    torch.set_num_threads(2)
+    mesos = {n: MesoNet("Inception" in n).load_keras(args.weights / f"{n}.h5") for n in FILES}
+    with torch.no_grad():
+        if args.lofo:
+            lofo_report(mesos, args.lofo, args.prepared, args.json)
+        else:
+            rounds_report(mesos, args.model, args.round)
     return 0
 
 

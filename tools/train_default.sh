@@ -163,3 +163,22 @@ for r in round8 round9; do python tools/video_pooling.py $SHIPPED --data "$P/$r"
 if [ -n "${MESONET:-}" ]; then
   python tools/peer_mesonet.py --weights "$MESONET" --lofo "$RUNS/lofo" "$P/shared_e8" "$P/round2_e8"
 fi
+# Equal sharpness for reals and fakes (README "Equal sharpness"): v3's recipe and data + sharpness_match, two seeds,
+# each scored on round6-9 against the shipped file (scan's mean p_fake)
+for s in 0 1; do
+  streamdetect train --config $CFG --data $V3_DATA --set seed=$s --set augment.sharpness_match=0.8 \
+    --set 'augment.sharpness_target=[5.6, 6.6]' --out "$RUNS/sharp_s$s" --resume
+done
+for r in round7 round8 round9 "round6_swap $P/round6_lipsync $P/round6_anim"; do
+  python tools/compare_models.py $SHIPPED "$RUNS"/sharp_s{0,1}/last.safetensors --data $P/$r --score scan
+done
+# v3 averaged with MesoNet on round6-9 (README "On the four later unseen rounds"): 8 frames per clip, 112 + 224 px
+if [ -n "${MESONET:-}" ]; then
+  for m in round6_swap round6_lipsync round6_anim round7 round8 round9; do
+    [ -f "$P/e8/$m/manifest.jsonl" ] || streamdetect prepare "examples/manifests/$m.tsv" "$P/e8/$m" \
+      --media "$MEDIA/${m%%_*}" --sizes 112,224 --frames 8 --sampling even
+  done
+  python tools/peer_mesonet.py --weights "$MESONET" --model $SHIPPED \
+    --round round6="$P/e8/round6_swap,$P/e8/round6_lipsync,$P/e8/round6_anim" --round round7="$P/e8/round7" \
+    --round round8="$P/e8/round8" --round round9="$P/e8/round9"
+fi
