@@ -182,3 +182,20 @@ if [ -n "${MESONET:-}" ]; then
     --round round6="$P/e8/round6_swap,$P/e8/round6_lipsync,$P/e8/round6_anim" --round round7="$P/e8/round7" \
     --round round8="$P/e8/round8" --round round9="$P/e8/round9"
 fi
+# Eye-levelled crops vs box crops (README "Eye-levelled crops"): every folder prepared again with --crop aligned
+# into $P/al, v3's recipe with model.crop=aligned, two seeds, scored on the same round6-9 clips as the shipped file
+A="$P/al"
+[ -f "$A/shared/manifest.jsonl" ] || streamdetect prepare ../shared/data "$A/shared" --layout shared --frames 120 --crop aligned
+fetch_prepare round4 al/round4 --frames 150 --crop aligned
+for r in round2 round3 round5_swap round5_anim round6_swap round6_lipsync round6_anim round7 round8 round9; do
+  fetch_prepare $r al/$r --frames 120 --crop aligned
+done
+for s in 0 1; do
+  streamdetect train --config $CFG --data "$A"/{shared,round2,round3,round4,round5_swap,round5_anim} --set seed=$s \
+    --set model.crop=aligned --out "$RUNS/aligned_s$s" --resume
+done
+for r in round7 round8 round9; do
+  python tools/compare_models.py $SHIPPED "$RUNS"/aligned_s{0,1}/last.safetensors --data "$P/$r" "$A/$r" --score scan
+done
+python tools/compare_models.py $SHIPPED "$RUNS"/aligned_s{0,1}/last.safetensors --data $ROUND6 "$A"/round6_{swap,lipsync,anim} \
+  --score scan
