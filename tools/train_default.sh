@@ -199,3 +199,11 @@ for r in round7 round8 round9; do
 done
 python tools/compare_models.py $SHIPPED "$RUNS"/aligned_s{0,1}/last.safetensors --data $ROUND6 "$A"/round6_{swap,lipsync,anim} \
   --score scan
+# StyleGAN2 photos as a quarter of the fakes (README "StyleGAN2 photos as training fakes"), two seeds, round6-9
+for s in 0 1; do
+  streamdetect train --config $CFG --data $V3_DATA --set seed=$s \
+    --set 'fake_mix={sbi: 0.3, blend: 0.3, animation: 0.15, synthesis: 0.25}' --out "$RUNS/sg2_s$s" --resume
+done
+for r in round7 round8 round9 "round6_swap $P/round6_lipsync $P/round6_anim"; do
+  python tools/compare_models.py $SHIPPED "$RUNS"/sg2_s{0,1}/last.safetensors --data $P/$r --score scan
+done
