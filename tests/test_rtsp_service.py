@@ -52,6 +52,8 @@ def test_rtsp_camera_survives_a_server_restart(camera, engine, detector):
                 await asyncio.to_thread(camera.restart, 2.0)  # the camera reboots: 2 s without a server
                 assert await listen("during", lambda m: m["type"] == "status" and m["state"] == "reconnecting", 60)
                 assert await listen("after", with_face, 60), "scores did not resume after the camera came back"
+                # The status is periodic (0.5 s), so the first face score can come before "online" is reported.
+                assert await listen("after", lambda m: m["type"] == "status" and m["state"] == "online", 60)
         finally:
             await service.stop()
         return log
