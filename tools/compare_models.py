@@ -18,7 +18,7 @@ import numpy as np
 
 from streamdetect.model import load_checkpoint
 from streamdetect.training import metrics as M
-from streamdetect.training.data import load_clips
+from streamdetect.training.data import crop_style, load_clips
 from streamdetect.training.evaluate import calibration_frames, scan_scores, score_clips, video_scores
 from streamdetect.training.prepare import read_manifest
 
@@ -26,9 +26,8 @@ SCORES = {"alert": (video_scores, "peak rolling 20-frame mean"), "scan": (scan_s
 
 
 def folders_of_style(data: list[str], crop: str) -> list[str]:
-    """The prepared folders of `data` that hold `crop` crops (a folder holds one style; prepare records it per item;
-    folders made before crop styles existed are eye-levelled, as load_clips assumes)."""
-    return [d for d in data if read_manifest(d)[0].get("crop", "aligned") == crop]
+    """The prepared folders of `data` that hold `crop` crops (a folder holds one style; prepare records it per item)."""
+    return [d for d in data if crop_style(read_manifest(d)[0]) == crop]
 
 
 def scores_of(checkpoint: str, data: list[str], score: str = "alert") -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ from streamdetect.model import load_checkpoint
 from streamdetect.training.data import load_clips
 from streamdetect.training.evaluate import Scored, score_clip
 from streamdetect.training.lofo import ALL, family_aucs
-from streamdetect.training.metrics import paired_auc_difference, roc_auc
+from streamdetect.training.metrics import apply_temperature, paired_auc_difference, roc_auc
 from streamdetect.training.progress import progress_bar
 
 FILES = ("Meso4_DF", "Meso4_F2F", "MesoInception_DF", "MesoInception_F2F")
@@ -111,10 +111,6 @@ def meso_logits(models: dict[str, MesoNet], crops_224: np.ndarray) -> dict[str, 
     return {name: m(x).numpy() for name, m in models.items()}
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-z))
-
-
 def lofo_report(mesos: dict[str, MesoNet], lofo: Path, prepared: list[str], out_json: Path | None) -> None:
     clips = {c.key: c for c in load_clips(prepared, 224)}
     folds = sorted(p for p in lofo.iterdir() if (p / "split.json").is_file())
@@ -163,8 +159,9 @@ def rounds_report(mesos: dict[str, MesoNet], checkpoint: Path, rounds: list[str]
             folder = Path(c.folder)
             z, _ = score_clip(model, np.load(folder / f"crops_{size}.npy"), np.load(folder / "landmarks.npy") * size,
                               window=20)
-            frames = {"model": _sigmoid(np.asarray(z) / temperature)}
-            frames |= {n: _sigmoid(z) for n, z in meso_logits(mesos, np.load(folder / "crops_224.npy")).items()}
+            frames = {"model": apply_temperature(z, temperature)}
+            meso = meso_logits(mesos, np.load(folder / "crops_224.npy"))
+            frames |= {n: apply_temperature(z, 1.0) for n, z in meso.items()}
             frames["MesoNet"] = np.mean([frames[n] for n in FILES], axis=0)
             frames["average"] = 0.5 * frames["model"] + 0.5 * frames["MesoNet"]
             labels.append(c.label)

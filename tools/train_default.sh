@@ -163,15 +163,23 @@ for r in round8 round9; do python tools/video_pooling.py $SHIPPED --data "$P/$r"
 if [ -n "${MESONET:-}" ]; then
   python tools/peer_mesonet.py --weights "$MESONET" --lofo "$RUNS/lofo" "$P/shared_e8" "$P/round2_e8"
 fi
-# Equal sharpness for reals and fakes (README "Equal sharpness"): v3's recipe and data + sharpness_match, two seeds,
-# each scored on round6-9 against the shipped file (scan's mean p_fake)
+# score_unseen [--also DIR] CHECKPOINT...: each checkpoint against the shipped file on round6 (its three manifests
+# pooled), round7, round8 and round9 with scan's mean p_fake; --also adds the same folders under DIR (another crop
+# style: each model reads the folders of its own)
+score_unseen() {
+  local also=""; [ "$1" = --also ] && { also=$2; shift 2; }
+  local r d dirs
+  for r in round6_swap,round6_lipsync,round6_anim round7 round8 round9; do
+    dirs=(); for d in ${r//,/ }; do dirs+=("$P/$d"); [ -n "$also" ] && dirs+=("$also/$d"); done
+    python tools/compare_models.py $SHIPPED "$@" --data "${dirs[@]}" --score scan
+  done
+}
+# Equal sharpness for reals and fakes (README "Equal sharpness"): v3's recipe and data + sharpness_match, two seeds
 for s in 0 1; do
   streamdetect train --config $CFG --data $V3_DATA --set seed=$s --set augment.sharpness_match=0.8 \
     --set 'augment.sharpness_target=[5.6, 6.6]' --out "$RUNS/sharp_s$s" --resume
 done
-for r in round7 round8 round9 "round6_swap $P/round6_lipsync $P/round6_anim"; do
-  python tools/compare_models.py $SHIPPED "$RUNS"/sharp_s{0,1}/last.safetensors --data $P/$r --score scan
-done
+score_unseen "$RUNS"/sharp_s{0,1}/last.safetensors
 # v3 averaged with MesoNet on round6-9 (README "On the four later unseen rounds"): 8 frames per clip, 112 + 224 px
 if [ -n "${MESONET:-}" ]; then
   for m in round6_swap round6_lipsync round6_anim round7 round8 round9; do
@@ -194,16 +202,10 @@ for s in 0 1; do
   streamdetect train --config $CFG --data "$A"/{shared,round2,round3,round4,round5_swap,round5_anim} --set seed=$s \
     --set model.crop=aligned --out "$RUNS/aligned_s$s" --resume
 done
-for r in round7 round8 round9; do
-  python tools/compare_models.py $SHIPPED "$RUNS"/aligned_s{0,1}/last.safetensors --data "$P/$r" "$A/$r" --score scan
-done
-python tools/compare_models.py $SHIPPED "$RUNS"/aligned_s{0,1}/last.safetensors --data $ROUND6 "$A"/round6_{swap,lipsync,anim} \
-  --score scan
-# StyleGAN2 photos as a quarter of the fakes (README "StyleGAN2 photos as training fakes"), two seeds, round6-9
+score_unseen --also "$A" "$RUNS"/aligned_s{0,1}/last.safetensors
+# StyleGAN2 photos as a quarter of the fakes (README "StyleGAN2 photos as training fakes"), two seeds
 for s in 0 1; do
   streamdetect train --config $CFG --data $V3_DATA --set seed=$s \
     --set 'fake_mix={sbi: 0.3, blend: 0.3, animation: 0.15, synthesis: 0.25}' --out "$RUNS/sg2_s$s" --resume
 done
-for r in round7 round8 round9 "round6_swap $P/round6_lipsync $P/round6_anim"; do
-  python tools/compare_models.py $SHIPPED "$RUNS"/sg2_s{0,1}/last.safetensors --data $P/$r --score scan
-done
+score_unseen "$RUNS"/sg2_s{0,1}/last.safetensors

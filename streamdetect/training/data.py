@@ -52,6 +52,11 @@ class Clip:
                    row["folder"], int(row["frames"]), item)
 
 
+def crop_style(row: dict) -> str:
+    """The crop style of a prepared item; folders prepared before crop styles existed are eye-levelled."""
+    return row.get("crop", "aligned")
+
+
 def load_clips(folders, size: int, crop: str = "box") -> list[Clip]:
     clips = []
     for folder in folders:
@@ -59,7 +64,7 @@ def load_clips(folders, size: int, crop: str = "box") -> list[Clip]:
             if size not in row.get("sizes", []):
                 raise DatasetError(f"{folder} has no {size} px crops (it has {row.get('sizes')}); "
                                    f"prepare it again with --sizes {size}")
-            have = row.get("crop", "aligned")  # folders prepared before crop styles existed are eye-levelled
+            have = crop_style(row)
             if have != crop:
                 raise DatasetError(f"{folder} holds {have!r} crops but the model is trained on {crop!r} crops; "
                                    f"prepare it again with --crop {crop} into a new folder, or set model.crop: {have}")
