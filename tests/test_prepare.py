@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from streamdetect.errors import DatasetError
-from streamdetect.training.prepare import PrepareConfig, prepare_dataset, read_manifest
+from streamdetect.training.prepare import PrepareConfig, prepare_dataset, read_frames, read_manifest
 from streamdetect.service import sample_clip
 from tests.conftest import FFPP_FAKE, FFPP_REAL, make_clip, shared_clip
-from tests.support.clips import FACE_AWAY, sample_excerpt
+from tests.support.clips import FACE_AWAY, phone_clip, sample_excerpt, sample_frame
 
 
 def face_clip(path, frames=12, flip=False):
@@ -132,3 +132,13 @@ def test_unknown_layout_and_bad_sizes_are_named(tmp_path):
         prepare_dataset(tmp_path / "stuff", tmp_path / "out", progress=False)
     with pytest.raises(ValueError, match="multiple of 16 from 96 to 320"):
         PrepareConfig(sizes=(100,))
+
+
+def test_phone_video_frames_are_prepared_upright(tmp_path):
+    """`prepare` and the live source share one decode rule (sources/frames.py): a portrait phone clip's display
+    rotation is applied before face detection, so training crops match what serving sees."""
+    import cv2
+
+    (_, rgb), *_ = read_frames(phone_clip(tmp_path / "phone.mp4"), PrepareConfig())
+    upright = cv2.resize(sample_frame(0), (320, 180), interpolation=cv2.INTER_AREA)
+    assert rgb.shape == (180, 320, 3) and np.abs(rgb.astype(int) - upright).mean() < 6

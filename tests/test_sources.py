@@ -3,12 +3,15 @@
 import sys
 import time
 
+import cv2
+import numpy as np
 import pytest
 
 from streamdetect.errors import SourceOpenError, UnsupportedSourceError
 from streamdetect.sources import Backoff, DropPolicy, SourceState, VideoSource, parse_source
 from streamdetect.sources.base import END
 from tests.conftest import make_clip
+from tests.support.clips import phone_clip, sample_frame
 
 
 def drain(source, timeout=20.0, delay=0.0):
@@ -166,3 +169,12 @@ def test_camera_credentials_never_reach_status_messages():
     assert events and all("s3cret" not in e.detail and "admin" not in e.detail for e in events)
     assert "rtsp://127.0.0.1:9/live" in events[-1].detail
     assert redact("no url here", url) == "no url here"
+
+
+def test_phone_video_is_decoded_upright(tmp_path):
+    """A portrait phone clip (pixels stored sideways + display rotation) reaches the face stage the way a player
+    shows it, not lying on its side."""
+    frames, ended = drain(VideoSource(parse_source(str(phone_clip(tmp_path / "phone.mp4")))).start())
+    upright = cv2.resize(sample_frame(0), (320, 180), interpolation=cv2.INTER_AREA)
+    assert ended and len(frames) == 10 and frames[0].rgb.shape == (180, 320, 3)
+    assert np.abs(frames[0].rgb.astype(int) - upright).mean() < 6  # codec error only; upside down is ~75

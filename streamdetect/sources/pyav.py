@@ -10,6 +10,7 @@ from typing import Callable
 from streamdetect.errors import SourceOpenError
 from streamdetect.retry import Backoff  # noqa: F401  (also importable from here, where it was defined)
 from streamdetect.sources.base import END, BufferedSource, DropPolicy, Frame, FrameBuffer, SourceState, StatusEvent
+from streamdetect.sources.frames import upright_rgb
 from streamdetect.sources.spec import SourceSpec, redact
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class VideoSource(BufferedSource):
                         wait = started + (pts - first_pts) - time.monotonic()
                         if wait > 0 and self._stop.wait(wait):
                             return ""
-                    item = Frame(self.name, self.decoded, pts, time.monotonic(), frame.to_ndarray(format="rgb24"))
+                    item = Frame(self.name, self.decoded, pts, time.monotonic(), upright_rgb(frame))
                     self.decoded += 1
                     if not self.buffer.put(item, self._stop):
                         return ""

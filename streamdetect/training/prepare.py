@@ -26,6 +26,7 @@ import numpy as np
 
 from streamdetect.errors import DatasetError
 from streamdetect.faces.crop import align_crop
+from streamdetect.sources.frames import upright_rgb
 from streamdetect.training.readers import IMAGE_EXTS, MediaItem, read_dataset
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def read_frames(path: Path, config: PrepareConfig):
         try:
             for i, frame in enumerate(container.decode(stream)):
                 if wanted is None or i in wanted:
-                    yield i, frame.to_ndarray(format="rgb24")
+                    yield i, upright_rgb(frame)
         except av.error.FFmpegError as exc:
             if i < 0:
                 raise DatasetError(f"{path}: cannot be decoded ({exc}); re-encode it or remove it") from exc

@@ -7,6 +7,7 @@ Everything here is derived from it, so no research data is needed.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -89,3 +90,21 @@ def grid_clip(path: Path, faces: int = 4, frames: int = 90, stagger: int = 20) -
     assert 2 <= faces <= 4 and (faces - 1) * stagger + frames <= 150
     panels = [sample_frames(frames, i * stagger) for i in range(faces)]  # one decoder per panel: nothing buffered
     return encode(path, (grid_frame(moment) for moment in zip(*panels)))
+
+
+def phone_clip(path: Path, frames: int = 10, size: tuple[int, int] = (320, 180)) -> Path:
+    """The sample as a phone stores a portrait video: pixels turned 90 degrees clockwise, plus a track display
+    matrix (a, b, c, d = 0, -1, 1, 0, the matrix a real phone clip with rotation 90 carries) that tells players to
+    turn it back. Decoded upright, frame i equals sample_excerpt's frame i."""
+    def sideways():
+        for rgb in sample_frames(frames):
+            yield np.rot90(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), -1)
+
+    encode(path, sideways())
+    data = bytearray(Path(path).read_bytes())
+    identity = struct.pack(">9i", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    at = data.find(identity, data.find(b"tkhd"))  # the track header's matrix (mvhd's comes earlier)
+    assert at > 0, "no track matrix found"
+    data[at:at + 36] = struct.pack(">9i", 0, -0x10000, 0, 0x10000, 0, 0, 0, size[0] << 16, 0x40000000)
+    Path(path).write_bytes(bytes(data))
+    return Path(path)
