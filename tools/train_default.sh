@@ -209,3 +209,10 @@ for s in 0 1; do
     --set 'fake_mix={sbi: 0.3, blend: 0.3, animation: 0.15, synthesis: 0.25}' --out "$RUNS/sg2_s$s" --resume
 done
 score_unseen "$RUNS"/sg2_s{0,1}/last.safetensors
+# Everyday real footage in training (README "More everyday reals"): round10r (63 real clips, no fakes) added to v3's
+# data, two seeds, scored beside v3's recipe retrained with seed 1 (v3_seed1, trained in the round7 block above)
+fetch_prepare round10r round10r --frames 120
+for s in 0 1; do
+  streamdetect train --config $CFG --data $V3_DATA "$P/round10r" --set seed=$s --out "$RUNS/reals_s$s" --resume
+done
+score_unseen "$RUNS"/reals_s{0,1}/last.safetensors "$RUNS/v3_seed1/last.safetensors"
