@@ -14,5 +14,5 @@ def upright_rgb(frame) -> np.ndarray:
     """RGB uint8 array of an av.VideoFrame, turned by its display rotation (multiples of 90 degrees)."""
     rgb = frame.to_ndarray(format="rgb24")
     # PyAV reports the counter-clockwise angle of the display matrix; np.rot90 turns counter-clockwise too.
-    quarter_turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+    quarter_turns = round(frame.rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb

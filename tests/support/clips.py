@@ -95,7 +95,7 @@ def grid_clip(path: Path, faces: int = 4, frames: int = 90, stagger: int = 20) -
 def phone_clip(path: Path, frames: int = 10, size: tuple[int, int] = (320, 180)) -> Path:
     """The sample as a phone stores a portrait video: pixels turned 90 degrees clockwise, plus a track display
     matrix (a, b, c, d = 0, -1, 1, 0, the matrix a real phone clip with rotation 90 carries) that tells players to
-    turn it back. Decoded upright, frame i equals sample_excerpt's frame i."""
+    turn it back. Decoded upright, frame i is the sample's frame i resized to `size`, within codec error."""
     def sideways():
         for rgb in sample_frames(frames):
             yield np.rot90(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), -1)
