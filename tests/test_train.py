@@ -125,3 +125,53 @@ def test_resume_refuses_a_different_model(prepared, tmp_path):
     with pytest.raises(ValueError, match="cannot resume"):
         Trainer(changed, resume=True, progress=False)
     assert load_config(None, lr="1e-4").lr == 1e-4  # YAML's 1e-4 (a string) is still a number
+
+
+def test_weight_average_is_the_mean_with_batchnorm_measured_for_it():
+    from streamdetect.training.averaging import BN_BATCHES, WeightAverage
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    average = WeightAverage(model)  # holds the weights as they are now, count 0
+    for value in (1.0, 2.0, 6.0):
+        torch.nn.init.constant_(model[0].weight, value)
+        average.update(model)
+    x = torch.randn(BN_BATCHES, 8, 3)
+    averaged = average.averaged_model(model, lambda i: (x[i],))
+    torch.testing.assert_close(averaged[0].weight, torch.full((3, 3), 3.0))
+    with torch.no_grad():
+        hidden = averaged[0](x.reshape(-1, 3))
+    torch.testing.assert_close(averaged[1].running_mean, hidden.mean(0))  # all batches equally, not the last
+    assert not averaged.training and model[1].momentum == 0.1
+
+
+def test_weight_average_resumes_exactly_after_a_crash(prepared, tmp_path):
+    def config(out):
+        return tiny_config(prepared, out, steps=4, swa_from=0.25)
+
+    Trainer(config(tmp_path / "a"), progress=False).fit()
+    crashing = Trainer(config(tmp_path / "b"), progress=False)
+    step = crashing.train_step
+
+    def killed_at_3(i):
+        if i == 3:
+            raise RuntimeError("killed")
+        return step(i)
+
+    crashing.train_step = killed_at_3
+    with pytest.raises(RuntimeError, match="killed"):
+        crashing.fit()
+    assert not (tmp_path / "b" / "swa.safetensors").exists()
+    Trainer(config(tmp_path / "b"), resume=True, progress=False).fit()
+    a, b = load_file(tmp_path / "a" / "swa.safetensors"), load_file(tmp_path / "b" / "swa.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    last = load_file(tmp_path / "a" / "last.safetensors")
+    assert any(not torch.allclose(a[k], last[k]) for k in a if k.endswith("weight"))  # an average, not the last
+    assert load_checkpoint(tmp_path / "a" / "swa.safetensors").card.config == load_checkpoint(
+        tmp_path / "a" / "last.safetensors").card.config
+    assert sorted(p.name for p in (tmp_path / "a").glob("swa-step-*")) == ["swa-step-4.safetensors"]
+
+
+def test_weight_average_start_must_be_a_fraction(tmp_path):
+    with pytest.raises(ValueError, match="swa_from must be a fraction"):
+        load_config(None, swa_from=1.5)

@@ -79,6 +79,9 @@ class TrainConfig:
     # source datasets (e.g. "FaceForensics++") kept out of training and validation entirely; `streamdetect
     # evaluate --run RUN --split holdout` then scores them.
     holdout: tuple[str, ...] = ()
+    # Weight averaging (streamdetect.training.averaging): from this fraction of the steps on, every step's weights
+    # enter a uniform mean, written as swa.safetensors beside last.safetensors at the end. None: off.
+    swa_from: float | None = None
     sbi: SBISection = field(default_factory=SBISection)
     augment: dict = field(default_factory=dict)  # streamdetect.training.augment.AugmentConfig fields
     val_seq_len: int = 20  # validation (model selection) reads the verdict after this many frames: the service's W
@@ -98,6 +101,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if self.swa_from is not None and not 0 <= self.swa_from < 1:
+            raise ValueError(f"swa_from must be a fraction of the steps in [0, 1), got {self.swa_from!r}")
         if self.batch_size < 1 or self.seq_len < 1 or self.steps < 0:
             raise ValueError("batch_size and seq_len must be >= 1 and steps >= 0")
         for name, mix, keys in (("real_mix", self.real_mix, {"video", "image"}),

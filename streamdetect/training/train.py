@@ -6,6 +6,7 @@ Run folder:
     last.safetensors     model + card after the latest checkpoint (step-N.safetensors: the same, named by step)
     last_state.pt        optimiser, step, history (resume reads the step-N weights it names)
     best.safetensors     the checkpoint with the best validation score so far
+    swa.safetensors      with swa_from: the weights averaged over the late steps (swa-step-N: the running mean)
     history.jsonl        one line per validation: step, train loss, val loss, val AUCs (plotted: training.png)
 """
 
@@ -24,6 +25,7 @@ from torch.nn import functional as F
 
 from streamdetect.devices import torch_device
 from streamdetect.model import load_checkpoint, new_model, save_checkpoint
+from streamdetect.training.averaging import WeightAverage
 from streamdetect.training.config import TrainConfig
 from streamdetect.training.data import BatchSampler, ClipStore, load_clips, split_clips, validation_samples
 
@@ -96,12 +98,15 @@ class Trainer:
         self.amp = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step, self.history, self.best = 0, [], -1.0
+        self.average = WeightAverage(self.model) if cfg.swa_from is not None else None
         if state is not None:
             self.opt.load_state_dict(state["optimizer"])
             if "scaler" in state:
                 self.scaler.load_state_dict(state["scaler"])
             self.step, self.best = int(state["step"]), float(state["best"])
             self.history = json.loads(state["history"])
+            if self.average:
+                self.average.restore(self.out / f"swa-step-{self.step}.safetensors")
         self._write_run_files()
 
     def _check_resume(self, config) -> None:
@@ -185,13 +190,16 @@ class Trainer:
         """Weights go to step-N.safetensors first, then the state naming N replaces last_state.pt: a crash at
         any point leaves a state whose weights exist. last.safetensors is a copy for people and evaluate."""
         weights = save_checkpoint(self.model, self.out / f"step-{self.step}.safetensors")
+        mean = self.out / f"swa-step-{self.step}.safetensors"
+        if self.average and self.average.count:
+            self.average.save(mean)
         state = {"optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step,
                  "best": self.best, "history": json.dumps(self.history)}
         tmp = self.out / "last_state.pt.partial"
         torch.save(state, tmp)
         tmp.replace(self.out / "last_state.pt")
-        for old in self.out.glob("step-*.safetensors"):
-            if old != weights:
+        for old in [*self.out.glob("step-*.safetensors"), *self.out.glob("swa-step-*.safetensors")]:
+            if old not in (weights, mean):
                 old.unlink()
         shutil.copyfile(weights, self.out / "last.safetensors.partial")
         (self.out / "last.safetensors.partial").replace(self.out / "last.safetensors")
@@ -209,6 +217,15 @@ class Trainer:
         except MissingDependencyError as exc:  # plots are a convenience; the numbers are in history.jsonl
             log.warning("no training plot: %s", exc)
 
+    def _save_average(self) -> None:
+        """swa.safetensors: the mean weights, with BatchNorm statistics from batches drawn after the last step."""
+        def batches(i: int):
+            frames, expr, _ = self.sampler.batch(self.cfg.steps + i)
+            e = torch.from_numpy(expr).to(self.device) if expr is not None else None
+            return torch.from_numpy(frames).to(self.device), e
+
+        save_checkpoint(self.average.averaged_model(self.model, batches), self.out / "swa.safetensors")
+
     # -- the loop ----------------------------------------------------------------------------------------------
     def fit(self) -> dict:
         from streamdetect.training.progress import progress_bar
@@ -220,6 +237,8 @@ class Trainer:
         while self.step < cfg.steps:
             losses.append(self.train_step(self.step))
             self.step += 1
+            if self.average and self.step > cfg.swa_from * cfg.steps:
+                self.average.update(self.model)
             seen += cfg.batch_size * cfg.seq_len
             bar.update(1)
             postfix = {"loss": f"{np.mean(losses[-20:]):.3f}"}
@@ -241,6 +260,8 @@ class Trainer:
             bar.set_postfix(postfix)
         bar.close()
         self.save(best=not (self.out / "best.safetensors").exists())
+        if self.average and self.average.count:
+            self._save_average()
         self._plot()
         return {"steps": self.step, "history": self.history, "best_score": self.best,
                 "faces_per_s": round(seen / max(1e-9, time.perf_counter() - started), 1) if seen else None}
