@@ -163,15 +163,17 @@ for r in round8 round9; do python tools/video_pooling.py $SHIPPED --data "$P/$r"
 if [ -n "${MESONET:-}" ]; then
   python tools/peer_mesonet.py --weights "$MESONET" --lofo "$RUNS/lofo" "$P/shared_e8" "$P/round2_e8"
 fi
-# score_unseen [--also DIR] CHECKPOINT...: each checkpoint against the shipped file on round6 (its three manifests
-# pooled), round7, round8 and round9 with scan's mean p_fake; --also adds the same folders under DIR (another crop
-# style: each model reads the folders of its own)
+# score_unseen [--base FILE] [--also DIR] CHECKPOINT...: each checkpoint against the shipped file (or FILE) on
+# round6 (its three manifests pooled), round7, round8 and round9 with scan's mean p_fake; --also adds the same
+# folders under DIR (another crop style: each model reads the folders of its own)
 score_unseen() {
-  local also=""; [ "$1" = --also ] && { also=$2; shift 2; }
+  local base=$SHIPPED also=""
+  [ "$1" = --base ] && { base=$2; shift 2; }
+  [ "$1" = --also ] && { also=$2; shift 2; }
   local r d dirs
   for r in round6_swap,round6_lipsync,round6_anim round7 round8 round9; do
     dirs=(); for d in ${r//,/ }; do dirs+=("$P/$d"); [ -n "$also" ] && dirs+=("$also/$d"); done
-    python tools/compare_models.py $SHIPPED "$@" --data "${dirs[@]}" --score scan
+    python tools/compare_models.py "$base" "$@" --data "${dirs[@]}" --score scan
   done
 }
 # Equal sharpness for reals and fakes (README "Equal sharpness"): v3's recipe and data + sharpness_match, two seeds
@@ -216,3 +218,9 @@ for s in 0 1; do
   streamdetect train --config $CFG --data $V3_DATA "$P/round10r" --set seed=$s --out "$RUNS/reals_s$s" --resume
 done
 score_unseen "$RUNS"/reals_s{0,1}/last.safetensors "$RUNS/v3_seed1/last.safetensors"
+# Weight averaging (README "Weight averaging"): v3's recipe and data with swa_from=0.5, two seeds; each run's
+# swa.safetensors against its own last.safetensors (v3's recipe, the same run), paired
+for s in 0 1; do
+  streamdetect train --config $CFG --data $V3_DATA --set seed=$s --set swa_from=0.5 --out "$RUNS/swa_s$s" --resume
+  score_unseen --base "$RUNS/swa_s$s/last.safetensors" "$RUNS/swa_s$s/swa.safetensors"
+done
