@@ -224,3 +224,9 @@ for s in 0 1; do
   streamdetect train --config $CFG --data $V3_DATA --set seed=$s --set swa_from=0.5 --out "$RUNS/swa_s$s" --resume
   score_unseen --base "$RUNS/swa_s$s/last.safetensors" "$RUNS/swa_s$s/swa.safetensors"
 done
+# Random erasing (README "Random erasing"): v3's recipe and data with augment.erase=0.5, two seeds, each against
+# v3's recipe trained here with the same seed (the last checkpoints of the weight-averaging runs above)
+for s in 0 1; do
+  streamdetect train --config $CFG --data $V3_DATA --set seed=$s --set augment.erase=0.5 --out "$RUNS/erase_s$s" --resume
+  score_unseen --base "$RUNS/swa_s$s/last.safetensors" "$RUNS/erase_s$s/last.safetensors"
+done

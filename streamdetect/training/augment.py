@@ -7,8 +7,8 @@ sensor noise, whose *strength* is per clip but whose pattern is fresh in every f
 (`noise_per_frame=False` freezes the pattern too).
 
 Augmentation runs AFTER self-blending (`streamdetect.training.sbi`), so it needs no landmarks: frames in,
-frames out. Order, as degradations happen in the wild: flip, colour, sharpness matching (off by default), blur, downscale, noise, compression
-(JPEG then H.264, each independently).
+frames out. Order, as degradations happen in the wild: flip, colour, sharpness matching and erasing (both off by
+default), blur, downscale, noise, compression (JPEG then H.264, each independently).
 
 H.264 is the real codec (libx264 through PyAV, encoded and decoded in memory); where this PyAV build has no
 libx264 a one-time warning is given and JPEG at a comparable quality is used instead.
@@ -38,8 +38,9 @@ __all__ = [
     "match_sharpness",
 ]
 
-_RANGES = ("blur_sigma", "downscale_factor", "noise_sigma", "jpeg_quality", "h264_crf", "sharpness_target")
-_PROBS = ("hflip", "colour", "blur", "downscale", "noise", "jpeg", "h264", "jitter", "sharpness_match")
+_RANGES = ("blur_sigma", "downscale_factor", "noise_sigma", "jpeg_quality", "h264_crf", "sharpness_target",
+           "erase_area")
+_PROBS = ("hflip", "colour", "blur", "downscale", "noise", "jpeg", "h264", "jitter", "sharpness_match", "erase")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,12 @@ class AugmentConfig:
     # the rule is the same for both classes and leaves clips at or below the target alone. Off by default.
     sharpness_match: float = 0.0
     sharpness_target: tuple[float, float] = (5.2, 6.4)
+    # Random erasing (Zhong et al. 2020; on faces: Face-Cutout, RFM): with probability `erase` one rectangle of
+    # `erase_area` of the crop (aspect 1:2 to 2:1, the same place in every frame) is filled with the clip's mean
+    # colour, so that no single region (an eye, a mouth corner, a blend seam) can carry the verdict alone. It is
+    # drawn before blur, downscaling and compression, which then soften its edges as they do the rest. Off by default.
+    erase: float = 0.0
+    erase_area: tuple[float, float] = (0.05, 0.25)
 
     def __post_init__(self):
         for name in _RANGES:  # lists from JSON/YAML become tuples, so configs compare and hash
@@ -104,6 +111,8 @@ class AugmentConfig:
             raise ValueError("blur_sigma and noise_sigma must be non-negative")
         if not (0.0 < self.downscale_factor[0] and self.downscale_factor[1] <= 1.0):
             raise ValueError(f"downscale_factor must lie in (0, 1], got {self.downscale_factor!r}")
+        if not (0.0 < self.erase_area[0] and self.erase_area[1] <= 1.0):
+            raise ValueError(f"erase_area must lie in (0, 1] (a fraction of the crop), got {self.erase_area!r}")
         if not (1 <= self.jpeg_quality[0] and self.jpeg_quality[1] <= 100):
             raise ValueError(f"jpeg_quality must lie in [1, 100], got {self.jpeg_quality!r}")
         if not (0 <= self.h264_crf[0] and self.h264_crf[1] <= 51):
@@ -289,6 +298,19 @@ def match_sharpness(frames: np.ndarray, target: float) -> np.ndarray:
     return np.stack([down_up(f, factor) for f in frames])
 
 
+def erase_rectangle(frames: np.ndarray, area: float, log_aspect: float, x: float, y: float) -> np.ndarray:
+    """The clip with one rectangle of `area` (fraction of the frame; aspect 2**log_aspect) at relative position
+    (x, y) in [0, 1) filled with the clip's mean colour, the same in every frame."""
+    t, h, w, _ = frames.shape
+    aspect = 2.0 ** log_aspect
+    rh = min(h, max(1, round(h * math.sqrt(area / aspect))))
+    rw = min(w, max(1, round(w * math.sqrt(area * aspect))))
+    top, left = int(y * (h - rh + 1)), int(x * (w - rw + 1))
+    out = frames.copy()
+    out[:, top:top + rh, left:left + rw] = frames.reshape(-1, 3).mean(0).round().astype(np.uint8)
+    return out
+
+
 # -- the clip augmentation --------------------------------------------------------------------------------------
 def augment_clip(frames: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | None = None) -> np.ndarray:
     """Augment one clip (T, S, S, 3) uint8 RGB with the same random choices for every frame.
@@ -319,6 +341,8 @@ def augment_clip(frames: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
     # Drawn after everything above and only when enabled, so configs without jitter keep their random stream.
     jitter = (rng.random(), *rng.uniform(-1, 1, 3)) if cfg.jitter > 0 else None
     match = (rng.random(), rng.uniform(*cfg.sharpness_target)) if cfg.sharpness_match > 0 else None
+    erase = (rng.random(), rng.uniform(*cfg.erase_area), *rng.uniform(-1, 1, 1), *rng.random(2)) if cfg.erase > 0 \
+        else None
 
     out = frames
     t, h, w, _ = frames.shape
@@ -335,6 +359,8 @@ def augment_clip(frames: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
         out = apply_colour(out, colour_matrix(bri, con, sat, hue, centre=centre))
     if match is not None and match[0] < cfg.sharpness_match:
         out = match_sharpness(out, match[1])
+    if erase is not None and erase[0] < cfg.erase:
+        out = erase_rectangle(out, *erase[1:])
     if u[2] < cfg.blur and blur_sigma > 0:
         out = np.stack([cv2.GaussianBlur(f, (0, 0), blur_sigma) for f in out])
     if u[3] < cfg.downscale and factor < 1.0:
