@@ -175,3 +175,11 @@ def test_weight_average_resumes_exactly_after_a_crash(prepared, tmp_path):
 def test_weight_average_start_must_be_a_fraction(tmp_path):
     with pytest.raises(ValueError, match="swa_from must be a fraction"):
         load_config(None, swa_from=1.5)
+
+
+def test_resuming_past_the_average_start_without_one_says_so(prepared, tmp_path, caplog):
+    Trainer(tiny_config(prepared, tmp_path / "run", steps=2), progress=False).fit()
+    with caplog.at_level("WARNING"):
+        resumed = Trainer(tiny_config(prepared, tmp_path / "run", steps=4, swa_from=0.25), resume=True,
+                          progress=False)
+    assert "no weight average for step 2" in caplog.text and resumed.average.count == 0

@@ -82,7 +82,7 @@ class AugmentConfig:
     # Random erasing (Zhong et al. 2020; on faces: Face-Cutout, RFM): with probability `erase` one rectangle of
     # `erase_area` of the crop (aspect 1:2 to 2:1, the same place in every frame) is filled with the clip's mean
     # colour, so that no single region (an eye, a mouth corner, a blend seam) can carry the verdict alone. It is
-    # drawn before blur, downscaling and compression, which then soften its edges as they do the rest. Off by default.
+    # applied before blur, downscaling and compression, which soften its edges as they do the rest. Off by default.
     erase: float = 0.0
     erase_area: tuple[float, float] = (0.05, 0.25)
 
@@ -301,7 +301,7 @@ def match_sharpness(frames: np.ndarray, target: float) -> np.ndarray:
 def erase_rectangle(frames: np.ndarray, area: float, log_aspect: float, x: float, y: float) -> np.ndarray:
     """The clip with one rectangle of `area` (fraction of the frame; aspect 2**log_aspect) at relative position
     (x, y) in [0, 1) filled with the clip's mean colour, the same in every frame."""
-    t, h, w, _ = frames.shape
+    _, h, w, _ = frames.shape
     aspect = 2.0 ** log_aspect
     rh = min(h, max(1, round(h * math.sqrt(area / aspect))))
     rw = min(w, max(1, round(w * math.sqrt(area * aspect))))
@@ -341,8 +341,8 @@ def augment_clip(frames: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
     # Drawn after everything above and only when enabled, so configs without jitter keep their random stream.
     jitter = (rng.random(), *rng.uniform(-1, 1, 3)) if cfg.jitter > 0 else None
     match = (rng.random(), rng.uniform(*cfg.sharpness_target)) if cfg.sharpness_match > 0 else None
-    erase = (rng.random(), rng.uniform(*cfg.erase_area), *rng.uniform(-1, 1, 1), *rng.random(2)) if cfg.erase > 0 \
-        else None
+    erase = (rng.random(), rng.uniform(*cfg.erase_area), rng.uniform(-1, 1), rng.random(), rng.random()) \
+        if cfg.erase > 0 else None
 
     out = frames
     t, h, w, _ = frames.shape

@@ -40,15 +40,16 @@ class WeightAverage:
         save_file({k: v.cpu().contiguous() for k, v in self.mean.items()}, str(tmp), {"count": str(self.count)})
         tmp.replace(path)
 
-    def restore(self, path: Path) -> None:
-        """Continue from a saved mean (a resumed run); keeps the fresh start when none was saved."""
+    def restore(self, path: Path) -> bool:
+        """Continue from a saved mean (a resumed run); False, keeping the fresh start, when none was saved."""
         from safetensors import safe_open
 
         if not path.exists():
-            return
+            return False
         with safe_open(str(path), "pt") as f:
             self.count = int(f.metadata()["count"])
             self.mean = {k: f.get_tensor(k).to(next(iter(self.mean.values())).device) for k in f.keys()}
+        return True
 
     @torch.no_grad()
     def averaged_model(self, model: torch.nn.Module, batches: Callable[[int], tuple]) -> torch.nn.Module:

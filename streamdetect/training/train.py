@@ -105,8 +105,10 @@ class Trainer:
                 self.scaler.load_state_dict(state["scaler"])
             self.step, self.best = int(state["step"]), float(state["best"])
             self.history = json.loads(state["history"])
-            if self.average:
-                self.average.restore(self.out / f"swa-step-{self.step}.safetensors")
+            restored = self.average and self.average.restore(self.out / f"swa-step-{self.step}.safetensors")
+            if self.average and not restored and self.step > cfg.swa_from * cfg.steps:
+                log.warning("%s has no weight average for step %d (swa_from was off?); averaging starts now",
+                            self.out, self.step)
         self._write_run_files()
 
     def _check_resume(self, config) -> None:
