@@ -141,7 +141,7 @@ def test_weight_average_is_the_mean_with_batchnorm_measured_for_it():
     with torch.no_grad():
         hidden = averaged[0](x.reshape(-1, 3))
     torch.testing.assert_close(averaged[1].running_mean, hidden.mean(0))  # all batches equally, not the last
-    assert not averaged.training and model[1].momentum == 0.1
+    assert not averaged.training and averaged[1].momentum == model[1].momentum == 0.1  # restored; original untouched
 
 
 def test_weight_average_resumes_exactly_after_a_crash(prepared, tmp_path):

@@ -106,7 +106,7 @@ class Trainer:
             self.step, self.best = int(state["step"]), float(state["best"])
             self.history = json.loads(state["history"])
             restored = self.average and self.average.restore(self.out / f"swa-step-{self.step}.safetensors")
-            if self.average and not restored and self.step > cfg.swa_from * cfg.steps:
+            if self.average and not restored and self._averages(self.step):
                 log.warning("%s has no weight average for step %d (swa_from was off?); averaging starts now",
                             self.out, self.step)
         self._write_run_files()
@@ -219,6 +219,10 @@ class Trainer:
         except MissingDependencyError as exc:  # plots are a convenience; the numbers are in history.jsonl
             log.warning("no training plot: %s", exc)
 
+    def _averages(self, step: int) -> bool:
+        """Whether the weights after `step` steps belong in the average (swa_from's share of the run is past)."""
+        return step > self.cfg.swa_from * self.cfg.steps
+
     def _save_average(self) -> None:
         """swa.safetensors: the mean weights, with BatchNorm statistics from batches drawn after the last step."""
         def batches(i: int):
@@ -239,7 +243,7 @@ class Trainer:
         while self.step < cfg.steps:
             losses.append(self.train_step(self.step))
             self.step += 1
-            if self.average and self.step > cfg.swa_from * cfg.steps:
+            if self.average and self._averages(self.step):
                 self.average.update(self.model)
             seen += cfg.batch_size * cfg.seq_len
             bar.update(1)
